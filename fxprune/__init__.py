@@ -1,0 +1,18 @@
+"""fxprune: compiler-style structured pruning for PyTorch CNNs.
+
+    result = fxprune.prune(model, 0.5)      # keep 50% of the FLOPs
+    result.model, result.plan, result.report
+"""
+from .api import PruneResult, apply_plan, load, prune, save
+from .budget import Budget
+from .errors import (AnalysisError, BudgetError, FxpruneError, NothingToPrune, PlanError,
+                     TraceFailure)
+from .ir import DepGraph, analyze
+from .passes import prune_channels
+from .plan import Plan
+from .policies import available_policies, register_policy
+
+__all__ = ["prune", "analyze", "save", "load", "apply_plan", "prune_channels", "Budget", "Plan",
+           "DepGraph", "PruneResult", "available_policies", "register_policy", "FxpruneError",
+           "BudgetError", "TraceFailure", "AnalysisError", "PlanError", "NothingToPrune"]
+__version__ = "0.1.0"

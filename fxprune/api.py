@@ -1,0 +1,159 @@
+"""The public API: thin orchestration of analyze -> importance -> policy -> plan -> surgery."""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+import torch.fx as fx
+
+from .budget import Budget
+from .errors import FxpruneError, NothingToPrune, PlanError
+from .ir import DepGraph, analyze
+from .passes import prune_channels
+from .plan import Plan
+from .policies import CRITERIA, PolicyContext, class_importance, get_policy
+from .report import Report, build_report
+
+log = logging.getLogger(__name__)
+
+_FORMAT = "fxprune-1"
+
+
+@dataclasses.dataclass
+class PruneResult:
+    model: fx.GraphModule  # the pruned model (a new object; the input model is untouched)
+    plan: Plan
+    report: Report
+    graph: DepGraph | None = None  # the analysis of the original model
+
+    def __str__(self) -> str:
+        return str(self.report)
+
+
+def _ignore_names(model: torch.nn.Module, ignore: Iterable[Any]) -> list[str]:
+    names = {id(m): n for n, m in model.named_modules()}
+    out = []
+    for item in ignore or ():
+        if isinstance(item, str):
+            out.append(item)
+        elif isinstance(item, torch.nn.Module) and id(item) in names:
+            out.append(names[id(item)])
+        else:
+            raise FxpruneError(f"ignore= takes module names or submodules of the model; got {item!r}")
+    return out
+
+
+def _apply_ignore(graph: DepGraph, names: list[str]) -> None:
+    for name in names:
+        hit = False
+        for g in graph.groups:
+            if any(m == name or m.startswith(name + ".") for m in g.modules()):
+                hit = True
+                if not g.pinned:
+                    g.pinned = True
+                    g.reasons.insert(0, f"ignored by the user ('{name}')")
+        if not hit:
+            raise FxpruneError(f"ignore= names '{name}', which owns no channel group of the model")
+
+
+def _check_model(model: Any) -> None:
+    if not isinstance(model, torch.nn.Module):
+        raise FxpruneError(f"expected a torch.nn.Module, got {type(model).__name__}")
+
+
+def prune(model: torch.nn.Module, budget: Any, *, example_inputs: Any = None, policy: Any = "global",
+          importance: str = "l2", round_to: int | None = None, ignore: Iterable[Any] = (),
+          data: Any = None, seed: int = 0, max_prune_ratio: float = 0.9) -> PruneResult:
+    """Prune ``model`` to ``budget`` and return a new, smaller model with its plan and report.
+
+    ``budget``: a float (fraction of FLOPs to keep) or a :class:`Budget`. ``policy``: a registered
+    name ("global", "uniform", ...). ``importance``: one of ``l1, l2, bn, taylor, random``
+    (``taylor`` needs ``data``). ``round_to``: keep channel counts at multiples of N. ``ignore``:
+    submodules (names or objects) whose channels must stay. ``model`` is never modified.
+    """
+    _check_model(model)
+    budget = Budget.coerce(budget)
+    pol = get_policy(policy)
+    if importance not in CRITERIA:
+        raise FxpruneError(f"unknown importance '{importance}'; choose one of {CRITERIA}")
+    if round_to is not None and (isinstance(round_to, bool) or not isinstance(round_to, int) or round_to < 1):
+        raise FxpruneError(f"round_to={round_to!r} must be a positive integer or None")
+    if not 0.0 < float(max_prune_ratio) < 1.0:
+        raise FxpruneError(f"max_prune_ratio={max_prune_ratio} must be in (0, 1)")
+    ignore_names = _ignore_names(model, ignore)
+    graph = analyze(model, example_inputs)
+    _apply_ignore(graph, ignore_names)
+    if not graph.prunable_groups:
+        reasons = sorted({r for g in graph.groups for r in g.reasons[:1]})
+        raise NothingToPrune(f"nothing in {graph.model_name} is prunable; every group is pinned: "
+                             + "; ".join(reasons[:5]))
+    ctx = PolicyContext(graph, budget, class_importance(graph, importance, data, seed), round_to, seed,
+                        max_prune_ratio, data)
+    counts = pol.run(ctx)
+    keep_vec = ctx.keep_vector(np.asarray(counts, np.int64))
+    keep = {g.id: np.flatnonzero(keep_vec[g.classes] > 0.5) for g in graph.groups}
+    achieved = {"flops_ratio": float(graph.cost.flops(keep_vec) / graph.cost.full_flops),
+                "params_ratio": float(graph.cost.params(keep_vec) / graph.cost.full_params)}
+    plan = Plan.from_graph(graph, keep, budget=budget.to_dict(), policy=pol.name, importance=importance,
+                           seed=seed, round_to=round_to, meta={**achieved, "ignore": ignore_names})
+    pruned = prune_channels(graph, plan)
+    report = build_report(graph, plan, pruned, budget=budget.to_dict(), policy=pol.name,
+                          importance=importance, round_to=round_to)
+    log.info("pruned %s: FLOPs ratio %.3f, params ratio %.3f", graph.model_name,
+             achieved["flops_ratio"], achieved["params_ratio"])
+    return PruneResult(pruned, plan, report, graph)
+
+
+def apply_plan(model: torch.nn.Module, plan: Plan, example_inputs: Any = None) -> PruneResult:
+    """Re-apply a saved plan to a fresh model of the same architecture."""
+    _check_model(model)
+    if example_inputs is None and plan.input_shapes:
+        example_inputs = tuple(torch.randn(tuple(s)) for s in plan.input_shapes)
+    graph = analyze(model, example_inputs)
+    pruned = prune_channels(graph, plan)
+    report = build_report(graph, plan, pruned, budget=plan.budget or {}, policy=plan.policy or "",
+                          importance=plan.importance or "", round_to=plan.round_to)
+    return PruneResult(pruned, plan, report, graph)
+
+
+def save(result: PruneResult, path: str | Path) -> Path:
+    """Write the pruned weights (safetensors) with the plan (JSON) in the file's metadata."""
+    from safetensors.torch import save_file
+
+    if not isinstance(result, PruneResult):
+        raise FxpruneError(f"save() takes a PruneResult, got {type(result).__name__}")
+    path = Path(path)
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in result.model.state_dict().items()}
+    save_file(tensors, str(path), metadata={"format": _FORMAT, "plan": result.plan.to_json()})
+    return path
+
+
+def load(path: str | Path, model: torch.nn.Module, example_inputs: Any = None) -> PruneResult:
+    """Rebuild a saved pruned model: re-apply its plan to ``model`` (a fresh model of the same
+    architecture; it is not modified) and load the saved weights. Nothing is unpickled."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file, safe_open
+
+    _check_model(model)
+    path = Path(path)
+    if not path.is_file():
+        raise FxpruneError(f"no saved fxprune model at '{path}'")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise FxpruneError(f"'{path}' is not a readable safetensors file: {exc}") from exc
+    if meta.get("format") != _FORMAT or "plan" not in meta:
+        raise FxpruneError(f"'{path}' is a safetensors file but not one written by fxprune.save()")
+    plan = Plan.from_json(meta["plan"])
+    result = apply_plan(model, plan, example_inputs)
+    try:
+        result.model.load_state_dict(tensors, strict=True)
+    except RuntimeError as exc:
+        raise PlanError(f"saved weights in '{path}' do not fit the re-pruned model: {exc}") from exc
+    return result

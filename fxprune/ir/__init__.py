@@ -1,0 +1,40 @@
+"""The IR room: tracing, shape propagation, the op-rule registry, DepGraph and the cost model."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+
+from ..errors import FxpruneError
+from .analyze import run_rules
+from .context import Refuse
+from .depgraph import DepGraph, Group, Member
+from .registry import OpRule, register
+from .trace import eval_mode, make_inputs, propagate_shapes, trace
+
+log = logging.getLogger(__name__)
+
+__all__ = ["analyze", "DepGraph", "Group", "Member", "OpRule", "Refuse", "register"]
+
+
+def analyze(model: torch.nn.Module, example_inputs: Any = None) -> DepGraph:
+    """Trace ``model`` with torch.fx, propagate shapes and build its channel-dependency graph.
+
+    ``example_inputs``: a tensor, a tuple of tensors, or a shape; default ``(1, 3, 224, 224)``.
+    The returned graph's GraphModule shares its submodules with ``model``; nothing in ``model`` is
+    changed (shape propagation runs in eval mode without gradients and restores every flag).
+    """
+    if not isinstance(model, torch.nn.Module):
+        raise FxpruneError(f"expected a torch.nn.Module, got {type(model).__name__}")
+    inputs = make_inputs(model, example_inputs)
+    traced = trace(model)
+    gm = traced.gm
+    propagate_shapes(gm, inputs)
+    ctx = run_rules(gm, traced.leaves)
+    graph = DepGraph(gm, ctx, [tuple(t.shape) for t in inputs], traced.leaves)
+    graph.example_inputs = inputs
+    if not graph.prunable_groups:
+        log.warning("nothing in %s is prunable: all %d channel groups are pinned",
+                    graph.model_name, len(graph.groups))
+    return graph

@@ -1,0 +1,191 @@
+"""The bookkeeping shared by all op rules while a graph is analysed.
+
+Every channel slot that can exist in the model is an *atom* (an integer id). A tensor dimension
+that carries channels holds a *label array*: for each position along that dimension, the atom it
+belongs to, or ``-1`` for a position whose size can never change. Rules say how label arrays flow
+through an op: they copy them, slice or permute them, and ``union`` atoms that must be removed
+together. At the end, the connected components of the union relation are the removable channels
+(*classes*), and classes with the same set of producers form a *group*.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+import torch
+import torch.fx as fx
+
+Labels = dict  # dim -> np.ndarray[int64] of atom ids (-1 = fixed position)
+
+FIXED = -1
+
+# Roles of a parameter dimension: how it relates to the channels it is indexed by.
+OUT = "out"  # producer: these positions create the channel (conv/linear output, source params)
+IN = "in"  # consumer: input channels of a conv/linear
+NORM_W = "norm_w"  # affine scale of a normalisation layer
+NORM_B = "norm_b"  # affine shift of a normalisation layer
+STAT_MEAN = "stat_mean"  # running mean buffer
+STAT_VAR = "stat_var"  # running variance buffer
+ZEROED_FOR_DEAD = (OUT, NORM_W, NORM_B, STAT_MEAN)
+
+
+class Refuse(Exception):
+    """Raised by a rule that cannot handle this use of its op; the reason is reported."""
+
+
+@dataclasses.dataclass
+class ParamDim:
+    """One labelled dimension of a parameter or buffer."""
+
+    labels: np.ndarray
+    role: str
+
+
+@dataclasses.dataclass
+class Source:
+    """A contiguous block of atoms created at one place in the graph."""
+
+    start: int
+    size: int
+    node: str
+    kind: str  # "module", "param", "pad", "input", "opaque"
+
+
+class AnalysisContext:
+    """Mutable state of one channel analysis; rules talk to it through small helpers."""
+
+    def __init__(self, gm: fx.GraphModule):
+        self.gm = gm
+        self.modules = dict(gm.named_modules())
+        self.n_atoms = 0
+        self.sources: list[Source] = []
+        self._ua: list[np.ndarray] = []
+        self._ub: list[np.ndarray] = []
+        self.pins: list[tuple[np.ndarray, str]] = []
+        self.params: dict[str, dict[int, ParamDim]] = {}
+        self.labels: dict[str, Any] = {}  # node name -> Labels | list | None
+        self.flops_terms: list[tuple[float, list[np.ndarray]]] = []
+        self.conv_modes: dict[str, str] = {}  # module name -> "fixed" | "per_channel"
+        self.notes: list[tuple[str, str]] = []  # (node, reason) for every refusal
+        self.node: fx.Node | None = None  # node being analysed
+
+    # ---- atoms -------------------------------------------------------------------------------
+    def new_atoms(self, n: int, kind: str, node: str | None = None) -> np.ndarray:
+        node = node if node is not None else (self.node.name if self.node is not None else "?")
+        start = self.n_atoms
+        self.n_atoms += n
+        self.sources.append(Source(start, n, node, kind))
+        return np.arange(start, start + n, dtype=np.int64)
+
+    def union(self, a: np.ndarray, b: np.ndarray, why: str = "") -> None:
+        """Atoms a[i] and b[i] must be removed together; a fixed position pins its partner."""
+        a = np.asarray(a, dtype=np.int64).ravel()
+        b = np.asarray(b, dtype=np.int64).ravel()
+        if a.shape != b.shape:
+            raise Refuse(f"cannot couple {a.size} channels with {b.size} channels")
+        fa, fb = a == FIXED, b == FIXED
+        if fa.any() or fb.any():
+            reason = why or f"coupled to a fixed-size dimension at node '{self._here()}'"
+            self.pin(a[fb & ~fa], reason)
+            self.pin(b[fa & ~fb], reason)
+        ok = ~(fa | fb)
+        if ok.any():
+            self._ua.append(a[ok])
+            self._ub.append(b[ok])
+
+    def union_all(self, arrays: list[np.ndarray], why: str = "") -> None:
+        for other in arrays[1:]:
+            self.union(arrays[0], other, why)
+
+    def pin(self, atoms: np.ndarray, reason: str) -> None:
+        atoms = np.asarray(atoms, dtype=np.int64).ravel()
+        atoms = atoms[atoms != FIXED]
+        if atoms.size:
+            self.pins.append((np.unique(atoms), reason))
+
+    def all_pinned(self, atoms: np.ndarray) -> bool:
+        """True when every atom is already pinned (used to keep fixed dims fixed)."""
+        atoms = np.asarray(atoms, np.int64)
+        atoms = atoms[atoms != FIXED]
+        if not atoms.size:
+            return True
+        if not self.pins:
+            return False
+        return bool(np.isin(atoms, np.concatenate([p for p, _ in self.pins])).all())
+
+    def pin_labels(self, labels: Labels | None, reason: str) -> None:
+        for arr in (labels or {}).values():
+            self.pin(arr, reason)
+
+    def edges(self) -> tuple[np.ndarray, np.ndarray]:
+        if not self._ua:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        return np.concatenate(self._ua), np.concatenate(self._ub)
+
+    # ---- parameters --------------------------------------------------------------------------
+    def label_param(self, name: str, dim: int, labels: np.ndarray, role: str) -> np.ndarray:
+        """Attach labels to a parameter dim; a second use (shared weights) couples both uses."""
+        labels = np.asarray(labels, dtype=np.int64)
+        dims = self.params.setdefault(name, {})
+        if dim in dims:
+            self.union(dims[dim].labels, labels, f"parameter '{name}' is used twice")
+            dims[dim].role = role if dims[dim].role == OUT else dims[dim].role
+            return dims[dim].labels
+        dims[dim] = ParamDim(labels, role)
+        return labels
+
+    def param_labels(self, name: str, dim: int) -> np.ndarray | None:
+        pd = self.params.get(name, {}).get(dim)
+        return None if pd is None else pd.labels
+
+    def add_flops(self, coef: float, dims: list[np.ndarray]) -> None:
+        """Record a FLOPs term: ``coef * prod(kept size of each labelled dim)``."""
+        self.flops_terms.append((float(coef), [np.asarray(d, np.int64) for d in dims]))
+
+    # ---- graph helpers -----------------------------------------------------------------------
+    def _here(self) -> str:
+        return self.node.name if self.node is not None else "?"
+
+    def module(self, node: fx.Node) -> torch.nn.Module:
+        return self.modules[node.target]
+
+    def get(self, arg: Any) -> Any:
+        """Labels of an argument (a node's labels; {} for a constant)."""
+        if isinstance(arg, fx.Node):
+            return self.labels.get(arg.name)
+        return {}
+
+    def tensor_labels(self, arg: Any) -> Labels:
+        lab = self.get(arg)
+        return lab if isinstance(lab, dict) else {}
+
+
+def shape_of(arg: Any) -> tuple[int, ...] | None:
+    """Shape of a node's tensor output as recorded by shape propagation (None if not a tensor)."""
+    if not isinstance(arg, fx.Node):
+        if isinstance(arg, torch.Tensor):
+            return tuple(arg.shape)
+        return None
+    tm = arg.meta.get("tensor_meta")
+    if tm is None or not hasattr(tm, "shape"):
+        return None
+    return tuple(int(s) for s in tm.shape)
+
+
+def full_labels(labels: Labels, dim: int, size: int) -> np.ndarray:
+    """The label array of a dim, materialising ``FIXED`` for an unlabelled one."""
+    arr = labels.get(dim)
+    return arr if arr is not None else np.full(size, FIXED, np.int64)
+
+
+def is_fixed(arr: np.ndarray | None) -> bool:
+    return arr is None or bool((arr == FIXED).all())
+
+
+def shapes_of(node: fx.Node) -> list[tuple[int, ...] | None] | None:
+    """Shapes of a node's outputs when it returns a tuple/list of tensors."""
+    tm = node.meta.get("tensor_meta")
+    if isinstance(tm, (tuple, list)):
+        return [tuple(int(s) for s in t.shape) if hasattr(t, "shape") else None for t in tm]
+    return None

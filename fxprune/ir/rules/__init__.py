@@ -1,0 +1,2 @@
+"""Importing this package registers every built-in op rule."""
+from . import conv, elementwise, indexing, matmul, norm, pool, shape  # noqa: F401

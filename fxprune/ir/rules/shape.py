@@ -1,0 +1,152 @@
+"""Rules for ops that move channels between dims: view/reshape/flatten (channel x spatial
+expansion into a linear layer, channel-shuffle splits and merges), permute/transpose
+(channels-last blocks), unsqueeze/squeeze and expand.
+
+A reshape is split into runs of dims whose sizes multiply to the same number. Inside a run the
+labels of its (single) labelled input dim are broadcast over the run, reshaped to the output
+dims, and attached to the innermost output dim along which they vary; positions that differ only
+along the other varying dims are coupled, so that removing a channel always removes whole slices
+and the reshape stays valid (the two halves of a channel shuffle, the heads of a split).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from ..context import FIXED, Refuse, shape_of
+from ..registry import register
+
+
+def _runs(a: tuple, b: tuple):
+    """Pairs of (input dims, output dims) with equal products, ignoring size-1 dims."""
+    ia = [d for d, s in enumerate(a) if s != 1]
+    ob = [d for d, s in enumerate(b) if s != 1]
+    i = j = 0
+    while i < len(ia) and j < len(ob):
+        gi, gj = [ia[i]], [ob[j]]
+        pi, pj = a[ia[i]], b[ob[j]]
+        i += 1
+        j += 1
+        while pi != pj:
+            if pi < pj:
+                if i >= len(ia):
+                    raise Refuse(f"cannot match reshape {a} -> {b}")
+                gi.append(ia[i])
+                pi *= a[ia[i]]
+                i += 1
+            else:
+                if j >= len(ob):
+                    raise Refuse(f"cannot match reshape {a} -> {b}")
+                gj.append(ob[j])
+                pj *= b[ob[j]]
+                j += 1
+        yield gi, gj
+    if i < len(ia) or j < len(ob):
+        raise Refuse(f"cannot match reshape {a} -> {b}")
+
+
+def attach(ctx, full: np.ndarray, dims: list[int], out: dict, why: str) -> None:
+    """Attach an N-d label block to output dims (see module docstring)."""
+    varying = [k for k in range(full.ndim)
+               if full.shape[k] > 1 and not (full == full.take([0], axis=k)).all()]
+    if not varying:
+        return
+    ax = varying[-1]
+    moved = np.moveaxis(full, ax, -1).reshape(-1, full.shape[ax])
+    if len(varying) > 1:
+        ctx.union(moved[1:].ravel(), np.broadcast_to(moved[0], moved[1:].shape).ravel(), why)
+    out[dims[ax]] = moved[0].copy()
+
+
+def reshape_labels(ctx, in_shape: tuple, lab: dict, out_shape: tuple, why: str) -> dict:
+    out: dict = {}
+    for gi, gj in _runs(in_shape, out_shape):
+        labelled = [d for d in gi if d in lab and not (lab[d] == FIXED).all()]
+        if not labelled:
+            continue
+        if len(labelled) > 1:
+            for d in labelled:
+                ctx.pin(lab[d], f"{why}: two channel dims are merged into one")
+            continue
+        d0 = labelled[0]
+        shape = [in_shape[d] for d in gi]
+        view = [1] * len(gi)
+        view[gi.index(d0)] = in_shape[d0]
+        full = np.broadcast_to(lab[d0].reshape(view), shape).reshape([out_shape[d] for d in gj])
+        attach(ctx, full, gj, out, why)
+    return out
+
+
+def _shape_args(node, first: int):
+    args = list(node.args)
+    if len(args) == first + 1 and isinstance(args[first], (tuple, list, torch.Size)):
+        return list(args[first]), True
+    return args[first:], False
+
+
+def rewrite_shape_args(node, sizes, first: int = 1) -> None:
+    """Replace constant sizes of changed dims (``-1`` and run-time values are left alone)."""
+    old, new = sizes.old_shape(node), sizes.new_shape(node)
+    if old == new:
+        return
+    shp, packed = _shape_args(node, first)
+    if "size" in node.kwargs or "shape" in node.kwargs or len(shp) != len(new):
+        raise RuntimeError(f"cannot rewrite the shape arguments of node '{node.name}'")
+    for d, a in enumerate(shp):
+        if isinstance(a, int) and a != -1 and old[d] != new[d]:
+            shp[d] = new[d]
+    if packed:
+        node.update_arg(first, list(shp) if isinstance(node.args[first], list) else tuple(shp))
+    else:
+        node.args = tuple(list(node.args[:first]) + shp)
+
+
+def _reshape(ctx, node):
+    x = node.args[0]
+    return reshape_labels(ctx, shape_of(x), ctx.tensor_labels(x), shape_of(node), f"reshape at '{node.name}'")
+
+
+register("method:view", "method:reshape", torch.reshape, rewrite=rewrite_shape_args)(_reshape)
+register(torch.flatten, "method:flatten", nn.Flatten, torch.unsqueeze, "method:unsqueeze",
+         torch.squeeze, "method:squeeze")(_reshape)
+
+
+def _resize_unflatten(m, sizes, node):
+    nd = len(sizes.old_shape(node.args[0]))
+    d = m.dim % nd
+    m.unflattened_size = tuple(sizes.new(node, d + i) for i in range(len(m.unflattened_size)))
+
+
+register(nn.Unflatten, resize=_resize_unflatten)(_reshape)
+
+
+@register(torch.permute, "method:permute")
+def permute(ctx, node):
+    perm, _ = _shape_args(node, 1)
+    perm = node.kwargs.get("dims", perm)
+    nd = len(shape_of(node))
+    perm = [p % nd for p in perm]
+    lab = ctx.tensor_labels(node.args[0])
+    return {i: lab[p] for i, p in enumerate(perm) if p in lab}
+
+
+@register(torch.transpose, "method:transpose", torch.swapaxes, "method:swapaxes", torch.swapdims)
+def transpose(ctx, node):
+    nd = len(shape_of(node))
+    a, b = node.args[1] % nd, node.args[2] % nd
+    lab = ctx.tensor_labels(node.args[0])
+    out = {d: v for d, v in lab.items() if d not in (a, b)}
+    if a in lab:
+        out[b] = lab[a]
+    if b in lab:
+        out[a] = lab[b]
+    return out
+
+
+@register("method:expand", rewrite=rewrite_shape_args)
+def expand(ctx, node):
+    xs, os_ = shape_of(node.args[0]), shape_of(node)
+    off = len(os_) - len(xs)
+    lab = ctx.tensor_labels(node.args[0])
+    return {d + off: v for d, v in lab.items() if xs[d] == os_[d + off]}

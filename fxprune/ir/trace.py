@@ -1,0 +1,147 @@
+"""Tracing with torch.fx and shape propagation, without ever changing the user's model.
+
+A submodule whose ``forward`` cannot be traced becomes a leaf (one ``call_module`` node): the rest
+of the model is still analysed, and the leaf's channels are pinned with the tracing error as the
+reason. If the top-level ``forward`` itself is untraceable, ``TraceFailure`` names the offending
+line of code.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import traceback
+from typing import Any, Iterator, Sequence
+
+import torch
+import torch.fx as fx
+from torch.fx.passes.shape_prop import ShapeProp
+
+from ..errors import AnalysisError, TraceFailure
+
+log = logging.getLogger(__name__)
+
+DEFAULT_INPUT_SHAPE = (1, 3, 224, 224)
+_TORCH_DIR = os.path.dirname(torch.__file__)
+_HERE = os.path.dirname(os.path.dirname(__file__))
+
+
+class _Tracer(fx.Tracer):
+    def __init__(self, leaves: set[str]):
+        super().__init__()
+        self.leaves = leaves
+        self.fail_path: str | None = None
+
+    def is_leaf_module(self, m: torch.nn.Module, qualname: str) -> bool:
+        return qualname in self.leaves or super().is_leaf_module(m, qualname)
+
+    def call_module(self, m, forward, args, kwargs):
+        path = self.path_of_module(m)
+        try:
+            return super().call_module(m, forward, args, kwargs)
+        except Exception:
+            if self.fail_path is None:
+                self.fail_path = path
+            raise
+
+
+@dataclasses.dataclass
+class Traced:
+    gm: fx.GraphModule
+    leaves: dict[str, str]  # submodule path -> why it could not be traced
+
+
+def _user_frame(exc: BaseException) -> str:
+    frames = traceback.extract_tb(exc.__traceback__)
+    for fr in reversed(frames):
+        if not fr.filename.startswith(_TORCH_DIR) and not fr.filename.startswith(_HERE):
+            return f"{fr.filename}:{fr.lineno} in {fr.name}: {fr.line}"
+    return "unknown location"
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
+def trace(model: torch.nn.Module, max_leaves: int = 64) -> Traced:
+    """Symbolically trace ``model``; untraceable submodules become leaves."""
+    leaves: dict[str, str] = {}
+    for _ in range(max_leaves + 1):
+        tracer = _Tracer(set(leaves))
+        try:
+            graph = tracer.trace(model)
+        except Exception as exc:  # noqa: BLE001 - any tracing error is reported
+            path = tracer.fail_path
+            if not path or path in leaves:
+                raise TraceFailure(
+                    f"torch.fx cannot trace {type(model).__name__}.forward: {_one_line(exc)} "
+                    f"(at {_user_frame(exc)})"
+                ) from exc
+            leaves[path] = f"{_one_line(exc)} (at {_user_frame(exc)})"
+            log.info("submodule '%s' is not traceable, kept as a leaf: %s", path, leaves[path])
+            continue
+        gm = fx.GraphModule(tracer.root, graph, type(model).__name__)
+        return Traced(gm, leaves)
+    raise TraceFailure(f"more than {max_leaves} submodules of {type(model).__name__} are untraceable")
+
+
+@contextlib.contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[None]:
+    """Temporarily put every submodule in eval mode; restore each module's flag afterwards."""
+    flags = [(m, m.training) for m in model.modules()]
+    try:
+        for m, _ in flags:
+            m.training = False
+        yield
+    finally:
+        for m, t in flags:
+            m.training = t
+
+
+def _device_dtype(model: torch.nn.Module) -> tuple[torch.device, torch.dtype]:
+    for p in model.parameters():
+        return p.device, p.dtype
+    for b in model.buffers():
+        return b.device, torch.float32
+    return torch.device("cpu"), torch.float32
+
+
+def make_inputs(model: torch.nn.Module, example_inputs: Any = None) -> tuple[torch.Tensor, ...]:
+    """Normalise ``example_inputs`` (None, a tensor, a tuple of tensors, or a shape) to a tuple."""
+    device, dtype = _device_dtype(model)
+    if example_inputs is None:
+        return (torch.randn(DEFAULT_INPUT_SHAPE, device=device, dtype=dtype),)
+    if isinstance(example_inputs, torch.Tensor):
+        return (example_inputs,)
+    if isinstance(example_inputs, (tuple, list, torch.Size)):
+        if len(example_inputs) and all(isinstance(s, int) and not isinstance(s, bool) for s in example_inputs):
+            if any(s <= 0 for s in example_inputs):
+                raise AnalysisError(f"example input shape {tuple(example_inputs)} has a non-positive size")
+            return (torch.randn(tuple(example_inputs), device=device, dtype=dtype),)
+        if all(isinstance(t, torch.Tensor) for t in example_inputs) and len(example_inputs):
+            return tuple(example_inputs)
+    raise AnalysisError(
+        "example_inputs must be a tensor, a tuple of tensors or a shape such as (1, 3, 224, 224); "
+        f"got {type(example_inputs).__name__}"
+    )
+
+
+class _CheckedShapeProp(ShapeProp):
+    def run_node(self, n: fx.Node) -> Any:
+        try:
+            return super().run_node(n)
+        except Exception as exc:  # noqa: BLE001 - re-raised with the node named
+            raise AnalysisError(
+                f"forward failed at node '{n.name}' ({n.op} {n.target}) with example input "
+                f"shape(s) {self._shapes}: {_one_line(exc)}"
+            ) from exc
+
+
+def propagate_shapes(gm: fx.GraphModule, inputs: Sequence[torch.Tensor]) -> Any:
+    """Run ``gm`` once in eval mode without gradients, recording ``tensor_meta`` on every node."""
+    sp = _CheckedShapeProp(gm)
+    sp._shapes = [tuple(t.shape) for t in inputs]
+    with eval_mode(gm), torch.no_grad():
+        return sp.propagate(*inputs)

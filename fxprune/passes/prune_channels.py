@@ -1,0 +1,124 @@
+"""The surgery pass: physically remove the channels a plan drops."""
+from __future__ import annotations
+
+import copy
+import logging
+from typing import Any
+
+import numpy as np
+import torch
+import torch.fx as fx
+
+from ..ir.context import shape_of, shapes_of
+from ..ir.registry import lookup
+from ..plan import Plan
+
+log = logging.getLogger(__name__)
+
+
+class Sizes:
+    """Old and new sizes of every dim of every node, for the rules' rewrite/resize hooks.
+    Nodes are looked up by name, so nodes of a copied graph work too."""
+
+    def __init__(self, graph, atom_keep: np.ndarray):
+        self.graph = graph
+        self.atom_keep = atom_keep
+        self._orig = {n.name: n for n in graph.gm.graph.nodes}
+
+    def labels(self, node: Any) -> Any:
+        return self.graph.labels.get(node.name) if isinstance(node, fx.Node) else None
+
+    def old_shape(self, node: fx.Node) -> tuple[int, ...]:
+        return shape_of(self._orig[node.name])
+
+    def old_shapes(self, node: fx.Node) -> list:
+        return shapes_of(self._orig[node.name])
+
+    def kept_positions(self, labels: np.ndarray) -> np.ndarray:
+        return self.atom_keep[labels]
+
+    def kept(self, node: fx.Node, dim: int, item: int | None = None) -> np.ndarray | None:
+        lab = self.labels(node)
+        if item is not None:
+            lab = lab[item] if isinstance(lab, list) else None
+        if not isinstance(lab, dict) or dim not in lab:
+            return None
+        return self.atom_keep[lab[dim]]
+
+    def new(self, node: fx.Node, dim: int) -> int:
+        kept = self.kept(node, dim)
+        return int(kept.sum()) if kept is not None else self.old_shape(node)[dim]
+
+    def new_item(self, node: fx.Node, item: int, dim: int) -> int:
+        kept = self.kept(node, dim, item)
+        return int(kept.sum()) if kept is not None else self.old_shapes(node)[item][dim]
+
+    def new_shape(self, node: fx.Node) -> tuple[int, ...]:
+        return tuple(self.new(node, d) for d in range(len(self.old_shape(node))))
+
+
+def _replace_tensor(gm: fx.GraphModule, name: str, new: torch.Tensor) -> None:
+    owner, _, attr = name.rpartition(".")
+    mod = gm.get_submodule(owner) if owner else gm
+    old = getattr(mod, attr)
+    if isinstance(old, torch.nn.Parameter):
+        setattr(mod, attr, torch.nn.Parameter(new, requires_grad=old.requires_grad))
+    elif attr in getattr(mod, "_buffers", {}):
+        mod._buffers[attr] = new
+    else:
+        setattr(mod, attr, new)
+
+
+def _slice_tensors(gm: fx.GraphModule, graph, sizes: Sizes) -> None:
+    for name, dims in graph.params.items():
+        try:
+            tensor = gm.get_parameter(name)
+        except AttributeError:
+            owner, _, attr = name.rpartition(".")
+            tensor = getattr(gm.get_submodule(owner) if owner else gm, attr)
+        new = tensor.detach()
+        changed = False
+        for d, pd in dims.items():
+            kept = sizes.kept_positions(pd.labels)
+            if kept.all():
+                continue
+            idx = torch.as_tensor(np.flatnonzero(kept), device=new.device)
+            new = new.index_select(d, idx)
+            changed = True
+        if changed:
+            _replace_tensor(gm, name, new.contiguous().clone())
+
+
+def prune_channels(graph, plan: Plan) -> fx.GraphModule:
+    """Apply ``plan`` to ``graph.gm`` and return a new, smaller GraphModule.
+
+    Preserves: the computation on every kept channel (exactly, up to float rounding, when the
+    removed channels are dead), the module hierarchy and names, parameter ``requires_grad`` flags
+    and module training flags. Updates: parameter and buffer shapes, module attributes
+    (``in_channels``, ``groups``, ``num_features``, ``normalized_shape`` ...), constant arguments that
+    carry channel counts (view/reshape/expand sizes, split sizes, slice bounds, pad amounts).
+    Removes dead nodes and lints the graph. ``graph.gm`` itself is not modified.
+    """
+    plan.validate(graph)
+    keep_vec = graph.keep_vector(plan.keep)
+    sizes = Sizes(graph, graph.atom_keep(keep_vec))
+    gm = copy.deepcopy(graph.gm)
+    _slice_tensors(gm, graph, sizes)
+    modules = dict(gm.named_modules())
+    opaque = {name for name, _ in graph.notes}
+    for node in gm.graph.nodes:
+        if node.op not in ("call_module", "call_function", "call_method") or node.name in opaque:
+            continue
+        rule = lookup(node, modules)
+        if rule is None:
+            continue
+        if rule.resize is not None and node.op == "call_module":
+            rule.resize(modules[node.target], sizes, node)
+        if rule.rewrite is not None:
+            rule.rewrite(node, sizes)
+    for node in gm.graph.nodes:
+        node.meta.pop("tensor_meta", None)
+    gm.graph.eliminate_dead_code()
+    gm.graph.lint()
+    gm.recompile()
+    return gm

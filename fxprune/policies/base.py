@@ -1,0 +1,135 @@
+"""The policy interface, its registry, and the budget arithmetic every policy shares.
+
+A policy sees the DepGraph (with its cost model), the budget and channel importance, and
+returns kept channel counts per group; the channels kept inside a group are always its most
+important ones. Policies never touch weights.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+from ..budget import Budget
+from ..errors import BudgetError, FxpruneError
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class PolicyContext:
+    graph: Any  # DepGraph
+    budget: Budget
+    importance: np.ndarray  # per class
+    round_to: int | None = None
+    seed: int = 0
+    max_prune_ratio: float = 0.9  # a group keeps at least 10% of its channels (and >= min_keep)
+    data: Any = None
+
+    def __post_init__(self) -> None:
+        g = self.graph
+        self.sizes = np.array([grp.size for grp in g.groups], np.int64)
+        self.prunable = np.zeros(len(g.groups), bool)
+        for grp in g.prunable_groups:
+            self.prunable[grp.id] = True
+        # rank of each class inside its group, most important first
+        order = np.lexsort((-self.importance, g.group_of_class))
+        rank = np.empty(g.n_classes, np.int64)
+        starts = np.concatenate([[0], np.cumsum(self.sizes)[:-1]])
+        rank[order] = np.arange(g.n_classes) - np.repeat(starts, self.sizes)
+        self.rank = rank
+        self.full = self._metric(np.ones(g.n_classes))
+
+    # ---- budget arithmetic -------------------------------------------------------------------
+    def _metric(self, keep: np.ndarray) -> float:
+        c = self.graph.cost
+        return float(c.params(keep) if self.budget.metric == "params" else c.flops(keep))
+
+    def keep_vector(self, counts: np.ndarray) -> np.ndarray:
+        """Keep the ``counts[g]`` most important channels of every group."""
+        return (self.rank < counts[self.graph.group_of_class]).astype(np.float64)
+
+    def ratio(self, counts: np.ndarray) -> float:
+        return self._metric(self.keep_vector(counts)) / max(self.full, 1e-12)
+
+    def floor_counts(self) -> np.ndarray:
+        """The smallest count each group may keep (pinned groups keep everything)."""
+        low = np.maximum(np.ceil(self.sizes * (1.0 - self.max_prune_ratio)).astype(np.int64), 1)
+        low = np.maximum(low, [g.min_keep for g in self.graph.groups])
+        low = self.round_counts(low)
+        return np.where(self.prunable, np.minimum(low, self.sizes), self.sizes)
+
+    def round_counts(self, counts: np.ndarray) -> np.ndarray:
+        """Round up to a multiple of ``round_to`` (never above the group size)."""
+        counts = np.asarray(counts, np.int64)
+        if not self.round_to or self.round_to <= 1:
+            return np.minimum(counts, self.sizes)
+        n = self.round_to
+        return np.minimum(((counts + n - 1) // n) * n, self.sizes)
+
+    def check_feasible(self) -> None:
+        if self.budget.metric == "channels":
+            return
+        best = self.ratio(self.floor_counts())
+        if best > self.budget.value + 1e-12:
+            raise BudgetError(
+                f"budget {self.budget} cannot be met: the best achievable {self.budget.metric} ratio "
+                f"is {best:.3f} ({int(self.prunable.sum())} of {len(self.sizes)} groups are prunable; "
+                f"pinned groups and the per-group floor of {1 - self.max_prune_ratio:.0%} keep the rest)",
+                best=best)
+
+    def fill(self, counts: np.ndarray, order: Callable[[np.ndarray], np.ndarray], passes: int = 64) -> np.ndarray:
+        """Give channels back, one step per group per pass, while the budget still holds."""
+        step = self.round_to if self.round_to and self.round_to > 1 else 1
+        counts = counts.copy()
+        for _ in range(passes):
+            changed = False
+            for g in order(counts):
+                if not self.prunable[g] or counts[g] >= self.sizes[g]:
+                    continue
+                trial = counts.copy()
+                trial[g] = min(counts[g] + step, self.sizes[g])
+                if self.ratio(trial) <= self.budget.value:
+                    counts, changed = trial, True
+            if not changed:
+                break
+        return counts
+
+    def channel_counts(self) -> np.ndarray:
+        frac = self.budget.value
+        counts = np.maximum(np.round(self.sizes * frac).astype(np.int64), 1)
+        return np.where(self.prunable, np.maximum(self.round_counts(counts), 1), self.sizes)
+
+
+class Policy(Protocol):
+    name: str
+
+    def run(self, ctx: PolicyContext) -> np.ndarray:
+        """Kept channel count for every group (pinned groups: their full size)."""
+
+
+_POLICIES: dict[str, Callable[[], Policy]] = {}
+
+
+def register_policy(name: str, *aliases: str):
+    def deco(cls):
+        for n in (name, *aliases):
+            _POLICIES[n] = cls
+        cls.name = name
+        return cls
+
+    return deco
+
+
+def get_policy(name: str) -> Policy:
+    if isinstance(name, str) and name in _POLICIES:
+        return _POLICIES[name]()
+    if not isinstance(name, str) and hasattr(name, "run"):
+        return name
+    raise FxpruneError(f"unknown policy {name!r}; registered: {sorted(_POLICIES)}")
+
+
+def available_policies() -> list[str]:
+    return sorted(_POLICIES)
