@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import torch
 import torch.fx as fx
 
 from . import rules  # noqa: F401 - registers the built-in rules
@@ -31,9 +30,9 @@ def _tensor_args(node: fx.Node) -> list[fx.Node]:
 
 
 def _opaque_output(ctx: AnalysisContext, meta: Any, reason: str) -> Any:
-    if isinstance(meta, (tuple, list)):
-        return [_opaque_output(ctx, m, reason) for m in meta]
-    if not hasattr(meta, "shape"):
+    if not hasattr(meta, "shape"):  # TensorMetadata is itself a NamedTuple: test it first
+        if isinstance(meta, (tuple, list)):
+            return [_opaque_output(ctx, m, reason) for m in meta]
         return None
     out = {}
     for d, s in enumerate(meta.shape):
@@ -107,8 +106,3 @@ def run_rules(gm: fx.GraphModule, leaves: dict[str, str] | None = None) -> Analy
             ctx.labels[node.name] = _opaque(ctx, node, f"{describe(node, ctx.modules)} at '{node.name}': {why}")
     ctx.node = None
     return ctx
-
-
-def leaf_modules(gm: fx.GraphModule) -> list[str]:
-    return [n.target for n in gm.graph.nodes if n.op == "call_module"
-            and isinstance(gm.get_submodule(n.target), torch.nn.Module)]

@@ -186,6 +186,6 @@ def is_fixed(arr: np.ndarray | None) -> bool:
 def shapes_of(node: fx.Node) -> list[tuple[int, ...] | None] | None:
     """Shapes of a node's outputs when it returns a tuple/list of tensors."""
     tm = node.meta.get("tensor_meta")
-    if isinstance(tm, (tuple, list)):
+    if isinstance(tm, (tuple, list)) and not hasattr(tm, "shape"):
         return [tuple(int(s) for s in t.shape) if hasattr(t, "shape") else None for t in tm]
     return None

@@ -61,6 +61,8 @@ def _user_frame(exc: BaseException) -> str:
 
 
 def _one_line(exc: BaseException) -> str:
+    while exc.__cause__ is not None:  # report the root cause, not torch's wrappers
+        exc = exc.__cause__
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}"
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..context import IN, OUT, Refuse, full_labels, shape_of
+from ..context import FIXED, IN, OUT, Refuse, full_labels, shape_of
 from ..registry import register
 
 
@@ -141,8 +141,13 @@ def linear_core(ctx, node, x, wname, bname, wshape):
     ctx.label_param(wname, 0, out, OUT)
     if bname is not None:
         ctx.label_param(bname, 0, out, OUT)
-    coef = float(np.prod(xs[1:-1])) if len(xs) > 2 else 1.0
-    ctx.add_flops(coef, [out, lin])
+    coef, dims = 1.0, [out, lin]
+    for d in range(1, len(xs) - 1):  # leading dims (batch excluded) may carry channels too
+        if d in lab and not (lab[d] == FIXED).all():
+            dims.append(lab[d])
+        else:
+            coef *= xs[d]
+    ctx.add_flops(coef, dims)
     res = {d: a for d, a in lab.items() if d != len(xs) - 1}
     res[len(xs) - 1] = out
     return res

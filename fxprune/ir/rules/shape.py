@@ -66,8 +66,12 @@ def reshape_labels(ctx, in_shape: tuple, lab: dict, out_shape: tuple, why: str) 
         if not labelled:
             continue
         if len(labelled) > 1:
+            reason = f"{why}: two channel dims are merged into one"
             for d in labelled:
-                ctx.pin(lab[d], f"{why}: two channel dims are merged into one")
+                ctx.pin(lab[d], reason)
+            for d in gj:  # fixed-size channel dims from here on
+                out[d] = ctx.new_atoms(out_shape[d], "opaque")
+                ctx.pin(out[d], reason)
             continue
         d0 = labelled[0]
         shape = [in_shape[d] for d in gi]
@@ -86,15 +90,18 @@ def _shape_args(node, first: int):
 
 
 def rewrite_shape_args(node, sizes, first: int = 1) -> None:
-    """Replace constant sizes of changed dims (``-1`` and run-time values are left alone)."""
-    old, new = sizes.old_shape(node), sizes.new_shape(node)
-    if old == new:
+    """Set the size of every channel-carrying output dim to its pruned value. Such sizes are
+    static, so a size read at run time from another tensor (``B, C = x.shape``) is replaced by a
+    constant too; ``-1`` and the sizes of batch/spatial dims are left alone (they stay dynamic)."""
+    lab = sizes.labels(node)
+    if not isinstance(lab, dict) or not lab:
         return
+    new = sizes.new_shape(node)
     shp, packed = _shape_args(node, first)
     if "size" in node.kwargs or "shape" in node.kwargs or len(shp) != len(new):
         raise RuntimeError(f"cannot rewrite the shape arguments of node '{node.name}'")
-    for d, a in enumerate(shp):
-        if isinstance(a, int) and a != -1 and old[d] != new[d]:
+    for d in lab:
+        if not (isinstance(shp[d], int) and shp[d] == -1):
             shp[d] = new[d]
     if packed:
         node.update_arg(first, list(shp) if isinstance(node.args[first], list) else tuple(shp))

@@ -1,0 +1,73 @@
+"""Every torchvision model (picked up automatically): analyze, prune at 50% FLOPs with `global`
+and `uniform`; and the dead-channel oracle on every CNN without channel-mixing norm/attention."""
+import re
+import warnings
+
+import pytest
+import torch
+import torchvision
+from torchvision.models import get_model, list_models
+
+import fxprune
+from fxprune.testing import dead_channel_check
+from tests.conftest import assert_dead_equivalent
+
+warnings.filterwarnings("ignore")
+ZOO = list_models(module=torchvision.models)
+
+# the test's choice of a small input per family (the library itself has no per-model code)
+def build(name):
+    kw, size = {}, 64
+    if name.startswith("vit"):
+        patch = int(re.search(r"_(\d+)$", name).group(1))
+        size = patch * 4
+        kw = {"image_size": size}
+    elif name.startswith("inception"):
+        size = 96
+    elif name.startswith("maxvit"):
+        size = 224
+    torch.manual_seed(0)
+    return get_model(name, weights=None, **kw).eval(), torch.randn(1, 3, size, size)
+
+
+# models where pinned groups could make 50% FLOPs infeasible; none today (see README)
+INFEASIBLE: dict[str, str] = {}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ZOO)
+def test_zoo_prune(name):
+    model, x = build(name)
+    with torch.no_grad():
+        y = model(x)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    for policy in ("global", "uniform"):
+        if name in INFEASIBLE:
+            with pytest.raises(fxprune.BudgetError):
+                fxprune.prune(model, 0.5, example_inputs=x, policy=policy)
+            continue
+        r = fxprune.prune(model, 0.5, example_inputs=x, policy=policy)
+        with torch.no_grad():
+            y2 = r.model.eval()(x)
+        assert y2.shape == y.shape
+        assert not torch.isnan(y2).any()
+        assert abs(r.report.flops_ratio - 0.5) <= 0.02 * 0.5, r.report.flops_ratio
+        assert r.report.flops_ratio <= 0.5 + 1e-9
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before), "the user's model was modified"
+
+
+CNN_FAMILIES = ("resnet", "resnext", "wide_resnet", "vgg", "densenet", "mobilenet", "efficientnet",
+                "regnet", "mnasnet", "shufflenet", "squeezenet", "googlenet", "inception", "alexnet")
+CNNS = [n for n in ZOO if n.startswith(CNN_FAMILIES)]
+
+
+def test_cnn_list_is_complete():
+    assert len(CNNS) >= 60, CNNS
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", CNNS)
+def test_zoo_dead_channel_equivalence(name):
+    model, x = build(name)
+    assert_dead_equivalent(dead_channel_check(model, x, seed=1))
