@@ -11,7 +11,7 @@ from .analyze import run_rules
 from .context import Refuse
 from .depgraph import DepGraph, Group, Member
 from .registry import OpRule, register
-from .trace import eval_mode, make_inputs, propagate_shapes, trace
+from .trace import make_inputs, propagate_shapes, trace
 
 log = logging.getLogger(__name__)
 

@@ -189,3 +189,12 @@ def shapes_of(node: fx.Node) -> list[tuple[int, ...] | None] | None:
     if isinstance(tm, (tuple, list)) and not hasattr(tm, "shape"):
         return [tuple(int(s) for s in t.shape) if hasattr(t, "shape") else None for t in tm]
     return None
+
+
+def attr_target(arg: Any) -> str | None:
+    """Qualified name of a parameter passed to a functional op (a ``get_attr`` node), or None."""
+    if arg is None:
+        return None
+    if getattr(arg, "op", None) != "get_attr":
+        raise Refuse("the parameter is computed at run time, not read from the model")
+    return arg.target

@@ -15,7 +15,7 @@ import numpy as np
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..context import FIXED, IN, OUT, Refuse, full_labels, shape_of
+from ..context import FIXED, IN, OUT, Refuse, attr_target, full_labels, shape_of
 from ..registry import register
 
 
@@ -106,14 +106,6 @@ def conv_module(ctx, node):
     )
 
 
-def _attr_name(arg):
-    if arg is None:
-        return None
-    if getattr(arg, "op", None) != "get_attr":
-        raise Refuse("weight is not a parameter of the model (computed at run time)")
-    return arg.target
-
-
 def _rewrite_conv(node, sizes):
     w = node.kwargs.get("weight", node.args[1] if len(node.args) > 1 else None)
     if "groups" in node.kwargs:
@@ -128,8 +120,8 @@ def conv_functional(ctx, node):
     w = node.kwargs.get("weight", args[1])
     b = node.kwargs.get("bias", args[2])
     groups = node.kwargs.get("groups", args[6] if args[6] is not None else 1)
-    wname = _attr_name(w)
-    return conv_core(ctx, node, args[0], wname, _attr_name(b), shape_of(w), groups, False, wname)
+    wname = attr_target(w)
+    return conv_core(ctx, node, args[0], wname, attr_target(b), shape_of(w), groups, False, wname)
 
 
 def linear_core(ctx, node, x, wname, bname, wshape):
@@ -169,4 +161,4 @@ def linear_functional(ctx, node):
     args = list(node.args) + [None] * 3
     w = node.kwargs.get("weight", args[1])
     b = node.kwargs.get("bias", args[2])
-    return linear_core(ctx, node, args[0], _attr_name(w), _attr_name(b), shape_of(w))
+    return linear_core(ctx, node, args[0], attr_target(w), attr_target(b), shape_of(w))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..context import NORM_B, NORM_W, STAT_MEAN, STAT_VAR, Refuse, full_labels, shape_of
+from ..context import NORM_B, NORM_W, STAT_MEAN, STAT_VAR, Refuse, attr_target, full_labels, shape_of
 from ..registry import register
 
 _ROLES = {"weight": NORM_W, "bias": NORM_B, "running_mean": STAT_MEAN, "running_var": STAT_VAR}
@@ -81,14 +81,6 @@ def layer_norm_module(ctx, node):
                        f"{node.target}.bias" if getattr(m, "bias", None) is not None else None)
 
 
-def _attr(arg):
-    if arg is None:
-        return None
-    if getattr(arg, "op", None) != "get_attr":
-        raise Refuse("affine parameters computed at run time")
-    return arg.target
-
-
 def _rewrite_layer_norm(node, sizes):
     x = node.args[0]
     k = len(node.args[1])
@@ -105,4 +97,4 @@ def layer_norm_functional(ctx, node):
     b = node.kwargs.get("bias", args[3])
     if "normalized_shape" in node.kwargs or not isinstance(ns, (tuple, list)):
         raise Refuse("normalized_shape is not a constant positional argument")
-    return _layer_norm(ctx, node, args[0], len(ns), _attr(w), _attr(b))
+    return _layer_norm(ctx, node, args[0], len(ns), attr_target(w), attr_target(b))
