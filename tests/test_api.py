@@ -176,6 +176,14 @@ def test_save_load_roundtrip(tmp_path, resnet18):
     assert r2.plan.keep == r.plan.keep
 
 
+def test_save_load_with_ignore(tmp_path, resnet18):
+    r = fxprune.prune(resnet18, 0.5, example_inputs=X, ignore=["layer4"])
+    path = fxprune.save(r, tmp_path / "ignored.safetensors")
+    r2 = fxprune.load(path, torchvision.models.resnet18(num_classes=10).eval())
+    with torch.no_grad():
+        assert torch.equal(r.model.eval()(X), r2.model.eval()(X))
+
+
 def test_load_errors(tmp_path, resnet18):
     with pytest.raises(fxprune.FxpruneError, match="no saved fxprune model"):
         fxprune.load(tmp_path / "missing.safetensors", resnet18)

@@ -164,8 +164,9 @@ class DepGraph:
         return np.append(keep_vec[self.comp] > 0.5, True)
 
     def signature(self) -> str:
-        """Fingerprint of the graph's groups; a plan made for another architecture won't match."""
-        rows = [[g.size, g.pinned, sorted({m.param for m in g.members})] for g in self.groups]
+        """Fingerprint of the graph's groups; a plan made for another architecture won't match.
+        Pinned flags are left out, so user choices such as ``ignore=`` do not change it."""
+        rows = [[g.size, sorted({m.param for m in g.members})] for g in self.groups]
         return hashlib.sha1(json.dumps(rows).encode()).hexdigest()[:16]
 
     def summary(self, max_rows: int | None = 60) -> str:
