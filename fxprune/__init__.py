@@ -5,14 +5,19 @@
 """
 from .api import PruneResult, apply_plan, load, prune, save
 from .budget import Budget
-from .errors import (AnalysisError, BudgetError, FxpruneError, NothingToPrune, PlanError,
-                     TraceFailure)
+from .errors import (AnalysisError, BudgetError, ExportError, FxpruneError, LatencyCheckError,
+                     NothingToPrune, PlanError, TraceFailure)
+from .export import ExportResult, export_onnx
+from .latency import Comparison, Latency, compare_latency, measure_latency
+from .latency_check import LatencyCheck, check_latency
 from .ir import DepGraph, analyze
 from .passes import prune_channels
 from .plan import Plan
 from .policies import available_policies, register_policy
 
 __all__ = ["prune", "analyze", "save", "load", "apply_plan", "prune_channels", "Budget", "Plan",
-           "DepGraph", "PruneResult", "available_policies", "register_policy", "FxpruneError",
-           "BudgetError", "TraceFailure", "AnalysisError", "PlanError", "NothingToPrune"]
+           "DepGraph", "PruneResult", "available_policies", "register_policy", "export_onnx",
+           "ExportResult", "measure_latency", "compare_latency", "check_latency", "Latency",
+           "Comparison", "LatencyCheck", "FxpruneError", "BudgetError", "TraceFailure",
+           "AnalysisError", "PlanError", "NothingToPrune", "ExportError", "LatencyCheckError"]
 __version__ = "0.1.0"

@@ -67,16 +67,35 @@ def _check_model(model: Any) -> None:
 
 def prune(model: torch.nn.Module, budget: Any, *, example_inputs: Any = None, policy: Any = "global",
           importance: str = "l2", round_to: int | None = None, ignore: Iterable[Any] = (),
-          data: Any = None, seed: int = 0, max_prune_ratio: float = 0.9) -> PruneResult:
+          data: Any = None, seed: int = 0, max_prune_ratio: float = 0.9, latency_fn: Any = None,
+          latency_threads: int = 1, progress: bool = True) -> PruneResult:
     """Prune ``model`` to ``budget`` and return a new, smaller model with its plan and report.
 
     ``budget``: a float (fraction of FLOPs to keep) or a :class:`Budget`. ``policy``: a registered
     name ("global", "uniform", ...). ``importance``: one of ``l1, l2, bn, taylor, random``
     (``taylor`` needs ``data``). ``round_to``: keep channel counts at multiples of N. ``ignore``:
     submodules (names or objects) whose channels must stay. ``model`` is never modified.
+
+    Latency budgets (``Budget(latency=...)``, ``Budget(latency_ms=...)``) run a measured search
+    (:mod:`fxprune.latency_budget`) in ONNX Runtime with ``latency_threads`` threads; channel counts
+    then default to multiples of ``ORT_CPU_ROUND_TO``. ``latency_fn(module) -> ms`` replaces the
+    measurement (e.g. another runtime, or a fake timer in tests).
     """
     _check_model(model)
     budget = Budget.coerce(budget)
+    if budget.is_latency:
+        from .latency_budget import ORT_CPU_ROUND_TO, OrtLatency, prune_to_latency
+
+        kw = dict(example_inputs=example_inputs, policy=policy, importance=importance,
+                  round_to=ORT_CPU_ROUND_TO if round_to is None else round_to, ignore=ignore, data=data,
+                  seed=seed, max_prune_ratio=max_prune_ratio)
+        fn = latency_fn if latency_fn is not None else OrtLatency(example_inputs, threads=latency_threads)
+        res = prune_to_latency(model, budget, lambda f: prune(model, Budget(flops=f), **kw), fn, progress=progress)
+        res.report.budget = res.plan.budget = budget.to_dict()
+        if latency_fn is None:
+            res.report.latency_settings = {"provider": "CPUExecutionProvider", "intra-op threads": latency_threads,
+                                           "graph optimization": "ORT_ENABLE_ALL", "batch": 1}
+        return res
     pol = get_policy(policy)
     if importance not in CRITERIA:
         raise FxpruneError(f"unknown importance '{importance}'; choose one of {CRITERIA}")
@@ -120,36 +139,62 @@ def apply_plan(model: torch.nn.Module, plan: Plan, example_inputs: Any = None) -
     return PruneResult(pruned, plan, report, graph)
 
 
-def save(result: PruneResult, path: str | Path) -> Path:
-    """Write the pruned weights (safetensors) with the plan (JSON) in the file's metadata."""
+def save(result: PruneResult, path: str | Path, arch: str | None = None) -> Path:
+    """Write the pruned weights (safetensors) with the plan (JSON) in the file's metadata.
+
+    ``arch``: how to rebuild the unpruned model, e.g. ``"torchvision:resnet18"`` or
+    ``"timm:resnet50"``; with it, ``load(path)`` (and the CLI) need no model argument.
+    """
     from safetensors.torch import save_file
 
     if not isinstance(result, PruneResult):
         raise FxpruneError(f"save() takes a PruneResult, got {type(result).__name__}")
     path = Path(path)
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in result.model.state_dict().items()}
-    save_file(tensors, str(path), metadata={"format": _FORMAT, "plan": result.plan.to_json()})
+    meta = {"format": _FORMAT, "plan": result.plan.to_json()}
+    if arch:
+        meta["arch"] = arch
+    save_file(tensors, str(path), metadata=meta)
     return path
 
 
-def load(path: str | Path, model: torch.nn.Module, example_inputs: Any = None) -> PruneResult:
-    """Rebuild a saved pruned model: re-apply its plan to ``model`` (a fresh model of the same
-    architecture; it is not modified) and load the saved weights. Nothing is unpickled."""
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The metadata of a file written by :func:`save` (format, plan JSON, arch); clear errors otherwise."""
     from safetensors import SafetensorError
-    from safetensors.torch import load_file, safe_open
+    from safetensors.torch import safe_open
 
-    _check_model(model)
     path = Path(path)
     if not path.is_file():
         raise FxpruneError(f"no saved fxprune model at '{path}'")
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-        tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise FxpruneError(f"'{path}' is not a readable safetensors file: {exc}") from exc
     if meta.get("format") != _FORMAT or "plan" not in meta:
         raise FxpruneError(f"'{path}' is a safetensors file but not one written by fxprune.save()")
+    return meta
+
+
+def load(path: str | Path, model: torch.nn.Module | None = None, example_inputs: Any = None) -> PruneResult:
+    """Rebuild a saved pruned model: re-apply its plan to ``model`` (a fresh model of the same
+    architecture; it is not modified) and load the saved weights. ``model`` may be left out when
+    the file was saved with ``arch=``. Nothing is unpickled."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    meta = read_metadata(path)
+    if model is None:
+        if "arch" not in meta:
+            raise FxpruneError(f"'{path}' does not record its architecture; pass the unpruned model to load()")
+        from .zoo import build_model
+
+        model = build_model(meta["arch"])
+    _check_model(model)
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise FxpruneError(f"'{path}' is not a readable safetensors file: {exc}") from exc
     plan = Plan.from_json(meta["plan"])
     result = apply_plan(model, plan, example_inputs)
     try:

@@ -28,3 +28,15 @@ class PlanError(FxpruneError, ValueError):
 
 class NothingToPrune(FxpruneError):
     """Every channel group of the model is pinned: pruning would be a silent no-op."""
+
+
+class ExportError(FxpruneError):
+    """ONNX export failed, or ONNX Runtime disagrees with the torch model (errors are given)."""
+
+
+class LatencyCheckError(FxpruneError):
+    """A latency check failed: the measured speedup or latency misses the asked-for bound."""
+
+    def __init__(self, message: str, check: object = None):
+        super().__init__(message)
+        self.check = check

@@ -1,13 +1,17 @@
-"""The pruning report: per-group and per-layer channels before/after, FLOPs and params before/
-after, pinned groups and why. Plain data: text, Markdown and JSON views."""
+"""The pruning report: per-group and per-layer channels before/after, FLOPs, params (and, when
+measured, ONNX Runtime latency) before/after, pinned groups and why. Plain data with text,
+Markdown and JSON views; ``Report.save(folder)`` also draws PNG plots (``report_plots.py``)."""
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from .ir.context import shape_of
 from .ir.summary import _fmt
 
 
@@ -27,6 +31,13 @@ class LayerRow:
     kind: str
     weight_before: list[int]
     weight_after: list[int]
+    flops_before: float = 0.0  # MACs of this layer (conv/linear modules), per example input
+    flops_after: float = 0.0
+
+    @property
+    def kept_ratio(self) -> float:
+        """Output channels (dim 0 of the weight) kept."""
+        return self.weight_after[0] / self.weight_before[0] if self.weight_before and self.weight_before[0] else 1.0
 
 
 @dataclasses.dataclass
@@ -43,6 +54,10 @@ class Report:
     layers: list[LayerRow]
     leaves: dict[str, str]
     round_to: int | None = None
+    latency_before_ms: float | None = None  # ONNX Runtime medians, when measured
+    latency_after_ms: float | None = None
+    latency_settings: dict[str, Any] | None = None
+    latency_search: list[dict[str, float]] | None = None  # steps of a latency-budget search
 
     @property
     def flops_ratio(self) -> float:
@@ -56,10 +71,36 @@ class Report:
     def pinned(self) -> list[GroupRow]:
         return [g for g in self.groups if g.pinned]
 
+    @property
+    def speedup(self) -> float | None:
+        if self.latency_before_ms is None or self.latency_after_ms is None:
+            return None
+        return self.latency_before_ms / max(self.latency_after_ms, 1e-12)
+
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        d["flops_ratio"], d["params_ratio"] = self.flops_ratio, self.params_ratio
+        d["flops_ratio"], d["params_ratio"], d["speedup"] = self.flops_ratio, self.params_ratio, self.speedup
+        for row, layer in zip(d["layers"], self.layers):
+            row["kept_ratio"] = layer.kept_ratio
         return d
+
+    def save(self, folder: str | Path, plots: bool = True) -> dict[str, Path]:
+        """Write ``report.md``, ``report.json`` and (``plots``) ``kept_channels.png`` and
+        ``flops_share.png`` into ``folder`` (created if needed); return the paths by name."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        out = {"markdown": folder / "report.md", "json": folder / "report.json"}
+        if plots:
+            from .report_plots import plot_flops_share, plot_kept_channels
+
+            out["kept_channels"] = plot_kept_channels(self, folder / "kept_channels.png")
+            out["flops_share"] = plot_flops_share(self, folder / "flops_share.png")
+        md = self.to_markdown()
+        if plots:
+            md += "\n## Plots\n\n![kept channels per layer](kept_channels.png)\n\n![FLOPs share per layer](flops_share.png)\n"
+        out["markdown"].write_text(md)
+        out["json"].write_text(self.to_json())
+        return out
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=1)
@@ -70,20 +111,34 @@ class Report:
                + (f", round_to {self.round_to}" if self.round_to else ""), "",
                "| | before | after | ratio |", "|---|---:|---:|---:|",
                f"| FLOPs (MACs) | {_fmt(self.flops_before)} | {_fmt(self.flops_after)} | {self.flops_ratio:.3f} |",
-               f"| params | {_fmt(self.params_before)} | {_fmt(self.params_after)} | {self.params_ratio:.3f} |",
-               "", "## Groups", "", "| group | channels before | after | modules | pinned because |",
+               f"| params | {_fmt(self.params_before)} | {_fmt(self.params_after)} | {self.params_ratio:.3f} |"]
+        if self.speedup is not None:
+            out.append(f"| latency (ms, ONNX Runtime) | {self.latency_before_ms:.3f} | {self.latency_after_ms:.3f} | "
+                       f"{1 / self.speedup:.3f} (speedup {self.speedup:.2f}x) |")
+        if self.latency_settings:
+            out += ["", "Latency measured with " + ", ".join(f"{k} {v}" for k, v in self.latency_settings.items()) + "."]
+        if self.latency_search:
+            out += ["", "Latency search: " + "; ".join(
+                f"FLOPs {s['flops_fraction']:.3f} -> {s['latency_ms']:.3f} ms" for s in self.latency_search) + "."]
+        out += ["", "## Pinned groups", ""]
+        out += [f"- group {g.id} ({g.size} channels; {', '.join(g.modules[:3]) or '-'}): {g.reason}" for g in self.pinned]
+        out += ["" if self.pinned else "none", "", "## Groups", "", "| group | channels before | after | modules | pinned because |",
                "|---:|---:|---:|---|---|"]
         for g in self.groups:
             mods = ", ".join(g.modules[:3]) + (f" (+{len(g.modules) - 3})" if len(g.modules) > 3 else "")
             out.append(f"| {g.id} | {g.size} | {g.kept} | {mods} | {g.reason if g.pinned else ''} |")
-        out += ["", "## Layers", "", "| layer | kind | weight before | weight after |", "|---|---|---|---|"]
-        out += [f"| {r.name} | {r.kind} | {tuple(r.weight_before)} | {tuple(r.weight_after)} |" for r in self.layers]
+        out += ["", "## Layers", "", "| layer | kind | weight before | weight after | kept | MACs before | MACs after |",
+                "|---|---|---|---|---:|---:|---:|"]
+        out += [f"| {r.name} | {r.kind} | {tuple(r.weight_before)} | {tuple(r.weight_after)} | {r.kept_ratio:.2f} | "
+                f"{_fmt(r.flops_before)} | {_fmt(r.flops_after)} |" for r in self.layers]
         return "\n".join(out) + "\n"
 
     def __str__(self) -> str:
         lines = [f"fxprune: {self.model} pruned with policy '{self.policy}' (importance '{self.importance}'), budget {self.budget}",
                  f"  FLOPs  {_fmt(self.flops_before):>9} -> {_fmt(self.flops_after):>9}  ({self.flops_ratio:.3f})",
                  f"  params {_fmt(self.params_before):>9} -> {_fmt(self.params_after):>9}  ({self.params_ratio:.3f})",
+                 *([f"  latency {self.latency_before_ms:.3f} ms -> {self.latency_after_ms:.3f} ms (speedup "
+                    f"{self.speedup:.2f}x, ONNX Runtime)"] if self.speedup is not None else []),
                  f"  groups: {sum(1 for g in self.groups if g.kept < g.size)} pruned, "
                  f"{sum(1 for g in self.groups if not g.pinned)} prunable, {len(self.pinned)} pinned"]
         changed = [r for r in self.layers if r.weight_before != r.weight_after]
@@ -103,13 +158,31 @@ class Report:
         return "\n".join(lines)
 
 
-def _weights(gm: torch.nn.Module) -> dict[str, tuple[str, list[int]]]:
+def _weights(gm: torch.nn.Module) -> dict[str, tuple[str, list[int], int]]:
     out = {}
     for name, mod in gm.named_modules():
         w = getattr(mod, "weight", None)
         if isinstance(w, torch.Tensor):
-            out[name] = (type(mod).__name__, list(w.shape))
+            out[name] = (type(mod).__name__, list(w.shape), w.numel())
     return out
+
+
+_MAC_LAYERS = (torch.nn.modules.conv._ConvNd, torch.nn.Linear)
+
+
+def _out_positions(graph) -> dict[str, int]:
+    """Per conv/linear module: output positions each weight element is used at (summed over calls)."""
+    modules = dict(graph.gm.named_modules())
+    pos: dict[str, int] = {}
+    for n in graph.gm.graph.nodes:
+        if n.op != "call_module" or not isinstance(modules.get(n.target), _MAC_LAYERS):
+            continue
+        shape = shape_of(n)
+        if shape is None:
+            continue
+        spatial = shape[2:] if isinstance(modules[n.target], torch.nn.modules.conv._ConvNd) else shape[1:-1]
+        pos[n.target] = pos.get(n.target, 0) + int(math.prod(spatial))
+    return pos
 
 
 def build_report(graph, plan, pruned: torch.nn.Module, *, budget: dict, policy: str, importance: str,
@@ -119,7 +192,12 @@ def build_report(graph, plan, pruned: torch.nn.Module, *, budget: dict, policy: 
     groups = [GroupRow(g.id, g.size, int(counts[g.id]), g.pinned, g.reasons[0] if g.reasons else "",
                        g.modules()) for g in graph.groups]
     before, after = _weights(graph.gm), _weights(pruned)
-    layers = [LayerRow(n, k, s, after.get(n, (k, s))[1]) for n, (k, s) in before.items()]
+    pos = _out_positions(graph)
+    layers = []
+    for n, (k, s, numel) in before.items():
+        _, s2, numel2 = after.get(n, (k, s, numel))
+        p = pos.get(n, 0)
+        layers.append(LayerRow(n, k, s, s2, float(numel * p), float(numel2 * p)))
     return Report(graph.model_name, budget, policy, importance, graph.cost.full_flops,
                   float(graph.cost.flops(keep)), graph.cost.full_params, float(graph.cost.params(keep)),
                   groups, layers, dict(graph.leaves), round_to)

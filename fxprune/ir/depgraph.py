@@ -117,15 +117,20 @@ class DepGraph:
             self.index_in_group[classes] = np.arange(classes.size)
             self.groups.append(Group(g, int(classes.size), classes, bool(pinned_class[classes].any()),
                                      list(reasons[g]), [], []))
-        for s in ctx.sources:
-            for g in np.unique(self.group_of_class[comp[s.start:s.start + s.size]]):
-                self.groups[g].sources.append(f"{s.node} ({s.kind})")
-        for name, dims in ctx.params.items():
-            for d, pd in dims.items():
-                lab = pd.labels[pd.labels != FIXED]
-                gs, cnt = np.unique(self.group_of_class[comp[lab]], return_counts=True)
-                for g, c in zip(gs.tolist(), cnt.tolist()):
-                    self.groups[g].members.append(Member(name, d, pd.role, int(c)))
+        ng = len(self.groups)
+        if ctx.sources:  # sources tile the atoms in order, so src_of[i] is atom i's source
+            for k in np.unique(src_of * ng + self.group_of_class[comp[:src_of.size]]).tolist():
+                s = ctx.sources[k // ng]
+                self.groups[k % ng].sources.append(f"{s.node} ({s.kind})")
+        entries = [(name, d, pd) for name, dims in ctx.params.items() for d, pd in dims.items()]
+        labs = [pd.labels[pd.labels != FIXED] for _, _, pd in entries]
+        if entries:
+            which = np.repeat(np.arange(len(entries)), [lab.size for lab in labs])
+            keys, cnt = np.unique(which * ng + self.group_of_class[comp[np.concatenate(labs)]],
+                                  return_counts=True)
+            for k, c in zip(keys.tolist(), cnt.tolist()):
+                name, d, pd = entries[k // ng]
+                self.groups[k % ng].members.append(Member(name, d, pd.role, int(c)))
 
     def _param_terms(self) -> list:
         terms = []

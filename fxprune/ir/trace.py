@@ -19,8 +19,14 @@ import torch.fx as fx
 from torch.fx.passes.shape_prop import ShapeProp
 
 from ..errors import AnalysisError, TraceFailure
+from .shapes import MetaShapeProp
 
 log = logging.getLogger(__name__)
+
+try:  # generates the forward code on first call only: analysis never runs the traced module
+    from torch.fx._lazy_graph_module import _LazyGraphModule as _GraphModule
+except ImportError:  # pragma: no cover - older/newer torch without it
+    _GraphModule = fx.GraphModule
 
 DEFAULT_INPUT_SHAPE = (1, 3, 224, 224)
 _TORCH_DIR = os.path.dirname(torch.__file__)
@@ -84,7 +90,7 @@ def trace(model: torch.nn.Module, max_leaves: int = 64) -> Traced:
             leaves[path] = f"{_one_line(exc)} (at {_user_frame(exc)})"
             log.info("submodule '%s' is not traceable, kept as a leaf: %s", path, leaves[path])
             continue
-        gm = fx.GraphModule(tracer.root, graph, type(model).__name__)
+        gm = _GraphModule(tracer.root, graph, type(model).__name__)
         return Traced(gm, leaves)
     raise TraceFailure(f"more than {max_leaves} submodules of {type(model).__name__} are untraceable")
 
@@ -141,9 +147,22 @@ class _CheckedShapeProp(ShapeProp):
             ) from exc
 
 
-def propagate_shapes(gm: fx.GraphModule, inputs: Sequence[torch.Tensor]) -> Any:
-    """Run ``gm`` once in eval mode without gradients, recording ``tensor_meta`` on every node."""
-    sp = _CheckedShapeProp(gm)
-    sp._shapes = [tuple(t.shape) for t in inputs]
+def propagate_shapes(gm: fx.GraphModule, inputs: Sequence[torch.Tensor], fast: bool = True) -> None:
+    """Record ``tensor_meta`` on every node of ``gm``, in eval mode and without gradients.
+
+    ``fast`` (default): kernel-free propagation on meta tensors (``shapes.MetaShapeProp``). If it
+    fails for any reason, or with ``fast=False``, one real forward pass through torch.fx's
+    ``ShapeProp`` does the job, and its error (if any) names the failing node.
+    """
     with eval_mode(gm), torch.no_grad():
-        return sp.propagate(*inputs)
+        if fast:
+            try:
+                MetaShapeProp(gm).propagate(inputs)
+                return
+            except Exception as exc:  # noqa: BLE001 - the real forward below reports errors
+                log.debug("meta shape propagation failed (%s); running the real forward", _one_line(exc))
+                for n in gm.graph.nodes:
+                    n.meta.pop("tensor_meta", None)
+        sp = _CheckedShapeProp(gm)
+        sp._shapes = [tuple(t.shape) for t in inputs]
+        sp.propagate(*inputs)

@@ -120,5 +120,4 @@ def prune_channels(graph, plan: Plan) -> fx.GraphModule:
         node.meta.pop("tensor_meta", None)
     gm.graph.eliminate_dead_code()
     gm.graph.lint()
-    gm.recompile()
-    return gm
+    return fx.GraphModule(gm, gm.graph, graph.model_name)  # a plain, compiled GraphModule

@@ -1,0 +1,171 @@
+"""Latency in ONNX Runtime (CPU), built for a noisy shared machine.
+
+Every measurement warms up first, times single ``session.run`` calls and reports robust statistics
+(median, p90) next to mean/std, plus the ONNX Runtime settings used. Two models are compared with
+interleaved runs (A B B A …), so drift in machine load hits both equally, and the comparison
+reports the ratio of medians.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .errors import FxpruneError
+
+log = logging.getLogger(__name__)
+
+Timer = Callable[[], float]  # seconds, monotonic (time.perf_counter by default)
+
+
+@dataclasses.dataclass
+class Latency:
+    median_ms: float
+    p90_ms: float
+    mean_ms: float
+    std_ms: float
+    min_ms: float
+    runs: int
+    warmup: int
+    batch: int
+    threads: int
+    provider: str
+    graph_optimization_level: str
+    input_shapes: list[tuple[int, ...]]
+    model: str = ""
+
+    def __str__(self) -> str:
+        return (f"{self.model or 'model'}: median {self.median_ms:.3f} ms, p90 {self.p90_ms:.3f} ms, "
+                f"mean {self.mean_ms:.3f} ± {self.std_ms:.3f} ms ({self.runs} runs, batch {self.batch}, "
+                f"{self.threads} thread(s), {self.provider}, {self.graph_optimization_level})")
+
+
+@dataclasses.dataclass
+class Comparison:
+    a: Latency
+    b: Latency
+
+    @property
+    def speedup(self) -> float:
+        """How many times faster B is than A (ratio of median latencies)."""
+        return self.a.median_ms / max(self.b.median_ms, 1e-12)
+
+    def __str__(self) -> str:
+        return f"{self.a}\n{self.b}\nB is {self.speedup:.3f}x as fast as A (ratio of medians, interleaved runs)"
+
+
+def _stats(samples: Sequence[float], **kw: Any) -> Latency:
+    ms = np.asarray(samples, np.float64) * 1e3
+    return Latency(float(np.median(ms)), float(np.percentile(ms, 90)), float(ms.mean()), float(ms.std()),
+                   float(ms.min()), len(ms), **kw)
+
+
+class _Runner:
+    """One ONNX Runtime session with fixed random inputs of the requested batch size."""
+
+    def __init__(self, source: Any, threads: int, batch: int, input_shapes: Sequence[Sequence[int]] | None,
+                 optimization: str, seed: int):
+        from .export import session
+
+        if isinstance(source, (str, Path)):
+            if not Path(source).is_file():
+                raise FxpruneError(f"no ONNX file at '{source}'")
+            try:
+                self.sess = session(source, threads, optimization)
+            except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types
+                raise FxpruneError(f"ONNX Runtime cannot load '{source}': {exc}") from exc
+            self.name = Path(source).name
+        elif hasattr(source, "run") and hasattr(source, "get_inputs"):
+            self.sess, self.name = source, "session"
+        else:
+            raise FxpruneError(f"measure_latency() takes an ONNX file path or an onnxruntime session, "
+                               f"got {type(source).__name__}")
+        rng = np.random.default_rng(seed)
+        self.feed = {}
+        ins = self.sess.get_inputs()
+        if input_shapes is not None and len(input_shapes) != len(ins):
+            raise FxpruneError(f"{len(input_shapes)} input shapes given, the model has {len(ins)} inputs")
+        self.shapes = []
+        for k, i in enumerate(ins):
+            if input_shapes is not None:
+                shape = tuple(int(s) for s in input_shapes[k])
+            else:
+                shape = tuple(batch if d == 0 and not isinstance(s, int) else s for d, s in enumerate(i.shape))
+                if d_bad := [s for s in shape if not isinstance(s, int)]:
+                    raise FxpruneError(f"input '{i.name}' has dynamic dims {d_bad} besides the batch; "
+                                       "pass input_shapes=")
+                if shape and shape[0] != batch and isinstance(i.shape[0], int):
+                    log.warning("input '%s' has a fixed batch of %d; measuring at that batch", i.name, shape[0])
+            dtype = np.float32 if "float" in i.type else np.int64
+            self.feed[i.name] = (rng.standard_normal(shape).astype(dtype) if dtype == np.float32
+                                 else np.zeros(shape, dtype))
+            self.shapes.append(shape)
+        opts = self.sess.get_session_options()
+        self.threads = opts.intra_op_num_threads
+        self.level = str(opts.graph_optimization_level).rsplit(".", 1)[-1]
+        self.provider = self.sess.get_providers()[0]
+
+    def time_once(self, timer: Timer) -> float:
+        t = timer()
+        self.sess.run(None, self.feed)
+        return timer() - t
+
+    def stats(self, samples, warmup: int, batch: int) -> Latency:
+        return _stats(samples, warmup=warmup, batch=self.shapes[0][0] if self.shapes and self.shapes[0] else batch,
+                      threads=self.threads, provider=self.provider, graph_optimization_level=self.level,
+                      input_shapes=self.shapes, model=self.name)
+
+
+def _check_counts(threads: int, batch: int, warmup: int, runs: int) -> None:
+    for name, v, lo in (("threads", threads, 1), ("batch", batch, 1), ("warmup", warmup, 0), ("runs", runs, 2)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+            raise FxpruneError(f"{name}={v!r} must be an integer >= {lo}")
+
+
+def measure_latency(onnx_path_or_session: Any, *, threads: int = 1, batch: int = 1, warmup: int = 10,
+                    runs: int = 50, input_shapes: Sequence[Sequence[int]] | None = None,
+                    optimization: str = "all", timer: Timer = time.perf_counter, seed: int = 0,
+                    progress: bool = False) -> Latency:
+    """Median/p90/mean/std latency of one ``session.run`` in ONNX Runtime (CPU provider).
+
+    A path gets a fresh session with ``threads`` intra-op threads and graph optimization
+    ``optimization`` (all/extended/basic/none); a session is used as it is. Inputs are random,
+    with the dynamic batch dim set to ``batch``. ``timer`` is injectable (tests, other clocks).
+    """
+    _check_counts(threads, batch, warmup, runs)
+    r = _Runner(onnx_path_or_session, threads, batch, input_shapes, optimization, seed)
+    for _ in range(warmup):
+        r.time_once(timer)
+    from tqdm.auto import tqdm
+
+    samples = [r.time_once(timer) for _ in tqdm(range(runs), desc=f"latency {r.name}", disable=not progress,
+                                                leave=False)]
+    return r.stats(samples, warmup, batch)
+
+
+def compare_latency(a: Any, b: Any, *, threads: int = 1, batch: int = 1, warmup: int = 10, runs: int = 50,
+                    input_shapes: Sequence[Sequence[int]] | None = None, optimization: str = "all",
+                    timer: Timer = time.perf_counter, seed: int = 0, progress: bool = False) -> Comparison:
+    """Measure A and B interleaved (A B B A per round, so neither always runs first);
+    ``Comparison.speedup`` is median(A) / median(B)."""
+    _check_counts(threads, batch, warmup, runs)
+    ra = _Runner(a, threads, batch, input_shapes, optimization, seed)
+    rb = _Runner(b, threads, batch, input_shapes, optimization, seed)
+    for _ in range(warmup):
+        ra.time_once(timer)
+        rb.time_once(timer)
+    sa, sb = [], []
+    from tqdm.auto import tqdm
+
+    for k in tqdm(range(runs), desc="latency A/B", disable=not progress, leave=False):
+        if k % 2 == 0:
+            sa.append(ra.time_once(timer))
+            sb.append(rb.time_once(timer))
+        else:
+            sb.append(rb.time_once(timer))
+            sa.append(ra.time_once(timer))
+    return Comparison(ra.stats(sa, warmup, batch), rb.stats(sb, warmup, batch))

@@ -1,0 +1,122 @@
+"""Latency budgets: a measured search over FLOPs targets.
+
+Mechanism (chosen over a NetAdapt-style per-layer latency table, which would need one measurement
+per layer and channel count and ignores ONNX Runtime's graph fusions): prune to a FLOPs fraction
+``f`` with the chosen policy, export, measure the pruned model in ONNX Runtime on this machine,
+and search ``f`` by safeguarded regula falsi (latency is close to affine in FLOPs, but noisy and
+only roughly monotone). The result is the largest FLOPs fraction found whose measured latency is
+within the target, so as little as possible is removed. The tolerance is 5%: a result is accepted
+when its latency is <= 1.05 x target; the search aims at the target itself to leave room for noise.
+
+Channel counts are rounded to :data:`ORT_CPU_ROUND_TO` unless ``round_to`` says otherwise: ONNX
+Runtime's CPU convolutions run fastest on channel counts that are multiples of the SIMD width;
+the value was picked by measurement (``benchmarks/results/latency.md``, rounding section).
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from .budget import Budget
+from .errors import BudgetError
+
+log = logging.getLogger(__name__)
+
+ORT_CPU_ROUND_TO = 8  # measured: see benchmarks/results/latency.md
+TOLERANCE = 0.05
+
+LatencyFn = Callable[[torch.nn.Module], float]  # model -> latency in ms
+
+
+@dataclasses.dataclass
+class LatencyStep:
+    flops_fraction: float
+    latency_ms: float
+
+
+class OrtLatency:
+    """Default latency measurement: export to ONNX (parity-checked) and time in ONNX Runtime."""
+
+    def __init__(self, example_inputs: Any = None, threads: int = 1, warmup: int = 5, runs: int = 30):
+        self.example_inputs, self.threads, self.warmup, self.runs = example_inputs, threads, warmup, runs
+
+    def __call__(self, model: torch.nn.Module) -> float:
+        from .export import export_onnx
+        from .latency import measure_latency
+
+        with tempfile.TemporaryDirectory() as tmp:
+            res = export_onnx(model, Path(tmp) / "m.onnx", self.example_inputs, checks=1)
+            return measure_latency(res.path, threads=self.threads, warmup=self.warmup, runs=self.runs).median_ms
+
+
+def prune_to_latency(model: torch.nn.Module, budget: Budget, prune_at: Callable[[float], Any],
+                     latency_fn: LatencyFn, *, max_steps: int = 8, progress: bool = True) -> Any:
+    """Search FLOPs fractions until ``prune_at(f)`` (a PruneResult) meets the latency ``budget``.
+
+    ``latency_fn(module) -> ms`` measures a model; tests inject a fake one (a deterministic timer).
+    Raises :class:`BudgetError` with ``best`` = the lowest latency reached (ms) when even the most
+    pruned feasible model is too slow.
+    """
+    from tqdm.auto import tqdm
+
+    base_ms = float(latency_fn(model))
+    target = budget.value if budget.metric == "latency_ms" else budget.value * base_ms
+    steps: list[LatencyStep] = [LatencyStep(1.0, base_ms)]
+    cache: dict[float, tuple[Any, float]] = {}
+
+    def run(f: float) -> tuple[Any, float]:
+        f = round(f, 4)
+        if f not in cache:
+            res = prune_at(f)
+            cache[f] = (res, float(latency_fn(res.model)))
+            steps.append(LatencyStep(f, cache[f][1]))
+            log.info("latency search: FLOPs %.4f -> %.3f ms (target %.3f ms)", f, cache[f][1], target)
+        return cache[f]
+
+    def finish(res: Any, ms: float) -> Any:
+        res.report.latency_before_ms, res.report.latency_after_ms = base_ms, ms
+        res.report.latency_search = [dataclasses.asdict(s) for s in steps]
+        res.plan.meta.update({"latency_ms": ms, "latency_before_ms": base_ms, "latency_target_ms": target})
+        return res
+
+    if base_ms <= target:
+        log.info("the unpruned model (%.3f ms) already meets the latency target %.3f ms", base_ms, target)
+        res, _ = run(1.0)
+        return finish(res, base_ms)
+    try:
+        prune_at(1e-3)
+        f_lo = 1e-3
+    except BudgetError as exc:
+        f_lo = float(exc.best) * 1.0005 if exc.best is not None else 0.05
+    bar = tqdm(total=max_steps + 1, desc="latency search", disable=not progress, leave=False)
+    res_lo, ms_lo = run(f_lo)
+    bar.update()
+    if ms_lo > target * (1 + TOLERANCE):
+        bar.close()
+        raise BudgetError(f"latency budget {budget} ({target:.3f} ms) cannot be met: the most pruned feasible "
+                          f"model (FLOPs {f_lo:.3f} of the original) runs in {ms_lo:.3f} ms "
+                          f"(unpruned {base_ms:.3f} ms)", best=ms_lo)
+    best = (f_lo, res_lo, ms_lo)
+    lo, l_lo, hi, l_hi = f_lo, ms_lo, 1.0, base_ms
+    for _ in range(max_steps):
+        if best[2] >= target * (1 - TOLERANCE) or hi - lo < 2e-3:
+            break
+        guess = lo + (hi - lo) * (target - l_lo) / max(l_hi - l_lo, 1e-9)
+        f = min(max(guess, lo + 0.1 * (hi - lo)), hi - 0.1 * (hi - lo))
+        res, ms = run(f)
+        bar.update()
+        if ms <= target:
+            lo, l_lo = f, ms
+            if f > best[0]:
+                best = (f, res, ms)
+        else:
+            hi, l_hi = f, ms
+    bar.close()
+    f, res, ms = best
+    log.info("latency budget met: FLOPs %.4f, %.3f ms (target %.3f ms, unpruned %.3f ms)", f, ms, target, base_ms)
+    return finish(res, ms)
