@@ -7,9 +7,8 @@ from .api import PruneResult, apply_plan, load, prune, save
 from .budget import Budget
 from .errors import (AnalysisError, BudgetError, ExportError, FxpruneError, LatencyCheckError,
                      NothingToPrune, PlanError, TraceFailure)
-from .export import ExportResult, export_onnx
-from .latency import Comparison, Latency, compare_latency, measure_latency
-from .latency_check import LatencyCheck, check_latency
+from .export import (Comparison, ExportResult, Latency, LatencyCheck, check_latency, compare_latency,
+                     export_onnx, measure_latency)
 from .ir import DepGraph, analyze
 from .passes import prune_channels
 from .plan import Plan

@@ -167,7 +167,7 @@ def _cmd_export(args) -> int:
 def _cmd_bench(args) -> int:
     import dataclasses
 
-    from .latency import compare_latency, measure_latency
+    from .export import compare_latency, measure_latency
 
     kw = dict(threads=args.threads, batch=args.batch, warmup=args.warmup, runs=args.runs, progress=True)
     if args.b is None:

@@ -77,14 +77,14 @@ def prune(model: torch.nn.Module, budget: Any, *, example_inputs: Any = None, po
     submodules (names or objects) whose channels must stay. ``model`` is never modified.
 
     Latency budgets (``Budget(latency=...)``, ``Budget(latency_ms=...)``) run a measured search
-    (:mod:`fxprune.latency_budget`) in ONNX Runtime with ``latency_threads`` threads; channel counts
+    (:mod:`fxprune.export.latency_budget`) in ONNX Runtime with ``latency_threads`` threads; channel counts
     then default to multiples of ``ORT_CPU_ROUND_TO``. ``latency_fn(module) -> ms`` replaces the
     measurement (e.g. another runtime, or a fake timer in tests).
     """
     _check_model(model)
     budget = Budget.coerce(budget)
     if budget.is_latency:
-        from .latency_budget import ORT_CPU_ROUND_TO, OrtLatency, prune_to_latency
+        from .export.latency_budget import ORT_CPU_ROUND_TO, OrtLatency, prune_to_latency
 
         kw = dict(example_inputs=example_inputs, policy=policy, importance=importance,
                   round_to=ORT_CPU_ROUND_TO if round_to is None else round_to, ignore=ignore, data=data,

@@ -55,7 +55,7 @@ class Budget:
     ``channels`` (fraction of channels kept in every prunable group), ``latency`` (fraction of the
     original model's ONNX Runtime latency) or ``latency_ms`` (milliseconds in ONNX Runtime, on the
     machine that runs the pruning). Latency budgets are met by a measured search; see
-    :mod:`fxprune.latency_budget`."""
+    :mod:`fxprune.export.latency_budget`."""
 
     flops: float | None = None
     params: float | None = None

@@ -176,6 +176,18 @@ def test_save_load_roundtrip(tmp_path, resnet18):
     assert r2.plan.keep == r.plan.keep
 
 
+def test_load_by_recorded_architecture(tmp_path):
+    model = torchvision.models.resnet18(weights=None).eval()
+    r = fxprune.prune(model, 0.5, example_inputs=X)
+    with_arch = fxprune.save(r, tmp_path / "a.safetensors", arch="torchvision:resnet18")
+    r2 = fxprune.load(with_arch)  # no model argument: rebuilt from the recorded architecture
+    with torch.no_grad():
+        assert torch.equal(r.model.eval()(X), r2.model.eval()(X))
+    without = fxprune.save(r, tmp_path / "b.safetensors")
+    with pytest.raises(fxprune.FxpruneError, match="does not record its architecture"):
+        fxprune.load(without)
+
+
 def test_save_load_with_ignore(tmp_path, resnet18):
     r = fxprune.prune(resnet18, 0.5, example_inputs=X, ignore=["layer4"])
     path = fxprune.save(r, tmp_path / "ignored.safetensors")

@@ -99,3 +99,14 @@ def test_export_leaves_the_model_untouched(tmp_path):
     assert model.training and all(m.training for m in model.modules())
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [n for n in __import__("tests.ir.test_zoo", fromlist=["ZOO"]).ZOO
+                                  if n not in REPRESENTATIVE])
+def test_zoo_export(name, tmp_path):
+    """Every other model the zoo test prunes exports and agrees with ONNX Runtime."""
+    model, x = build(name)
+    r = fxprune.prune(model, 0.5, example_inputs=x, progress=False)
+    res = fxprune.export_onnx(r, tmp_path / "m.onnx", example_inputs=x, checks=1)
+    assert res.max_rel_err <= 1e-3 or res.max_abs_err <= 1e-4

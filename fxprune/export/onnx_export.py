@@ -20,8 +20,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from .errors import ExportError, FxpruneError
-from .ir.trace import eval_mode, make_inputs
+from ..errors import ExportError, FxpruneError
+from ..ir.trace import eval_mode, make_inputs
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class ExportResult:
 
 
 def _unwrap(model_or_result: Any) -> tuple[torch.nn.Module, list | None]:
-    from .api import PruneResult
+    from ..api import PruneResult
 
     if isinstance(model_or_result, PruneResult):
         return model_or_result.model, model_or_result.plan.input_shapes

@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .errors import FxpruneError
+from ..errors import FxpruneError
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class _Runner:
 
     def __init__(self, source: Any, threads: int, batch: int, input_shapes: Sequence[Sequence[int]] | None,
                  optimization: str, seed: int):
-        from .export import session
+        from .onnx_export import session
 
         if isinstance(source, (str, Path)):
             if not Path(source).is_file():
@@ -147,25 +147,34 @@ def measure_latency(onnx_path_or_session: Any, *, threads: int = 1, batch: int =
     return r.stats(samples, warmup, batch)
 
 
+def measure_interleaved(sources: Sequence[Any], *, threads: int = 1, batch: int = 1, warmup: int = 10,
+                        runs: int = 50, input_shapes: Sequence[Sequence[int]] | None = None,
+                        optimization: str = "all", timer: Timer = time.perf_counter, seed: int = 0,
+                        progress: bool = False) -> list[Latency]:
+    """Measure several models in rounds: every round runs each model once, in an order that rotates
+    and reverses from round to round, so load changes on the machine affect all of them alike."""
+    _check_counts(threads, batch, warmup, runs)
+    runners = [_Runner(s, threads, batch, input_shapes, optimization, seed) for s in sources]
+    for _ in range(warmup):
+        for r in runners:
+            r.time_once(timer)
+    samples: list[list[float]] = [[] for _ in runners]
+    from tqdm.auto import tqdm
+
+    n = len(runners)
+    for k in tqdm(range(runs), desc="latency (interleaved)", disable=not progress, leave=False):
+        order = [(i + k // 2) % n for i in range(n)]
+        for i in (order if k % 2 == 0 else order[::-1]):
+            samples[i].append(runners[i].time_once(timer))
+    return [r.stats(s, warmup, batch) for r, s in zip(runners, samples)]
+
+
 def compare_latency(a: Any, b: Any, *, threads: int = 1, batch: int = 1, warmup: int = 10, runs: int = 50,
                     input_shapes: Sequence[Sequence[int]] | None = None, optimization: str = "all",
                     timer: Timer = time.perf_counter, seed: int = 0, progress: bool = False) -> Comparison:
-    """Measure A and B interleaved (A B B A per round, so neither always runs first);
+    """Measure A and B interleaved (A B, then B A, ... so neither always runs first);
     ``Comparison.speedup`` is median(A) / median(B)."""
-    _check_counts(threads, batch, warmup, runs)
-    ra = _Runner(a, threads, batch, input_shapes, optimization, seed)
-    rb = _Runner(b, threads, batch, input_shapes, optimization, seed)
-    for _ in range(warmup):
-        ra.time_once(timer)
-        rb.time_once(timer)
-    sa, sb = [], []
-    from tqdm.auto import tqdm
-
-    for k in tqdm(range(runs), desc="latency A/B", disable=not progress, leave=False):
-        if k % 2 == 0:
-            sa.append(ra.time_once(timer))
-            sb.append(rb.time_once(timer))
-        else:
-            sb.append(rb.time_once(timer))
-            sa.append(ra.time_once(timer))
-    return Comparison(ra.stats(sa, warmup, batch), rb.stats(sb, warmup, batch))
+    la, lb = measure_interleaved([a, b], threads=threads, batch=batch, warmup=warmup, runs=runs,
+                                 input_shapes=input_shapes, optimization=optimization, timer=timer, seed=seed,
+                                 progress=progress)
+    return Comparison(la, lb)

@@ -11,8 +11,8 @@ from typing import Any
 
 import torch
 
-from .errors import FxpruneError, LatencyCheckError
-from .export import ExportResult, export_onnx
+from ..errors import FxpruneError, LatencyCheckError
+from .onnx_export import ExportResult, export_onnx
 from .latency import Comparison, Timer, compare_latency
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ class LatencyCheck:
 
 
 def _flops(model: torch.nn.Module, inputs: Any) -> float:
-    from .ir import analyze
+    from ..ir import analyze
 
     return float(analyze(model, inputs).cost.full_flops)
 
@@ -72,7 +72,7 @@ def check_latency(original: torch.nn.Module, pruned: Any, example_inputs: Any = 
     """Export ``original`` and ``pruned`` (a module or a ``PruneResult``) to ONNX (parity-checked),
     measure them interleaved, and return speedup and efficiency. Raises :class:`LatencyCheckError`
     when the speedup is below ``min_speedup`` or the pruned latency above ``max_latency_ms``."""
-    from .api import PruneResult
+    from ..api import PruneResult
 
     if isinstance(pruned, PruneResult):
         if example_inputs is None and pruned.plan.input_shapes:

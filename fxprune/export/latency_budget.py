@@ -22,8 +22,8 @@ from typing import Any, Callable
 
 import torch
 
-from .budget import Budget
-from .errors import BudgetError
+from ..budget import Budget
+from ..errors import BudgetError
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class OrtLatency:
         self.example_inputs, self.threads, self.warmup, self.runs = example_inputs, threads, warmup, runs
 
     def __call__(self, model: torch.nn.Module) -> float:
-        from .export import export_onnx
+        from .onnx_export import export_onnx
         from .latency import measure_latency
 
         with tempfile.TemporaryDirectory() as tmp:

@@ -1,0 +1,206 @@
+"""Latency benchmark: ONNX Runtime CPU latency of pruned models, side by side with torch-pruning.
+
+    python benchmarks/latency.py [--models resnet50 ...] [--runs 30] [--out benchmarks/results/latency.md]
+
+For each model (224x224, batch 1) and each ONNX Runtime thread count (1 and 2): the original, and
+fxprune's `global` policy at 50% and 30% FLOPs kept, without rounding and with round_to=8; and
+torch-pruning (benchmark-only install, `pip install torch-pruning`) pruned to the same FLOPs where it
+runs (MetaPruner, L2 magnitude, one uniform ratio found by bisection). All variants of a model are
+measured interleaved (round-robin, order rotating) so machine noise hits them alike; speedup is the
+ratio of medians, efficiency = speedup / (FLOPs before / FLOPs after), FLOPs counted by fxprune's
+cost model for every variant. Then a rounding study (which `round_to` ONNX Runtime CPU likes) and
+a latency-budget run. Run it on an otherwise idle machine.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import torch
+import torchvision
+from torchvision.models import get_model
+
+import fxprune
+from fxprune.export import measure_interleaved
+
+warnings.filterwarnings("ignore")
+MODELS = ["resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_large", "efficientnet_b0", "regnet_y_400mf",
+          "densenet121", "shufflenet_v2_x1_0", "convnext_tiny", "vgg16_bn"]
+X = (1, 3, 224, 224)
+
+
+def flops(model):
+    return fxprune.analyze(model, X).cost.full_flops
+
+
+def tp_prune(model, target_ratio):
+    """torch-pruning to ``target_ratio`` of the FLOPs: bisection on its uniform pruning ratio."""
+    import torch_pruning as tp
+
+    base = flops(model)
+    example = torch.randn(X)
+
+    def run(ratio):
+        m = copy.deepcopy(model)
+        last = [mod for mod in m.modules() if isinstance(mod, torch.nn.Linear)][-1:]
+        pruner = tp.pruner.MetaPruner(m, example, importance=tp.importance.MagnitudeImportance(p=2),
+                                      pruning_ratio=ratio, ignored_layers=last)
+        pruner.step()
+        return m, flops(m) / base
+
+    lo, hi, best = 0.0, 0.95, None
+    for _ in range(12):
+        mid = (lo + hi) / 2
+        m, r = run(mid)
+        if r <= target_ratio:
+            hi, best = mid, (m, r)
+        else:
+            lo = mid
+        if best is not None and abs(best[1] - target_ratio) < 0.01:
+            break
+    return best
+
+
+def variants(name, have_tp):
+    model = get_model(name, weights=None).eval()
+    out = {"original": (model, 1.0)}
+    for b in (0.5, 0.3):
+        for rt in (None, 8):
+            r = fxprune.prune(model, b, example_inputs=X, round_to=rt, progress=False)
+            out[f"fxprune {b:.0%}" + (" r8" if rt else "")] = (r.model, r.report.flops_ratio)
+        if have_tp:
+            try:
+                got = tp_prune(model, b)
+                out[f"torch-pruning {b:.0%}"] = got if got else "no ratio reached the target"
+            except Exception as exc:  # noqa: BLE001 - record the peer's failure
+                out[f"torch-pruning {b:.0%}"] = f"failed: {type(exc).__name__}"
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--models", nargs="*", default=MODELS)
+    ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--threads", nargs="*", type=int, default=[1, 2])
+    ap.add_argument("--out", default="benchmarks/results/latency.md")
+    ap.add_argument("--skip-rounding", action="store_true")
+    ap.add_argument("--skip-budget", action="store_true")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(2)
+    try:
+        import torch_pruning  # noqa: F401
+        have_tp = True
+    except ImportError:
+        have_tp = False
+    t0 = time.time()
+    lines = ["# fxprune latency benchmark", "",
+             f"Command: `python {' '.join(sys.argv)}`  ",
+             f"torch {torch.__version__}, torchvision {torchvision.__version__}, onnxruntime "
+             f"{__import__('onnxruntime').__version__}; input 1x3x224x224, batch 1, CPUExecutionProvider, "
+             f"ORT_ENABLE_ALL, {args.runs} interleaved runs per variant after warm-up; latency = median (ms). "
+             "`r8` = round_to=8. Efficiency = speedup / (FLOPs before / FLOPs after).", "",
+             "| model | variant | FLOPs ratio | threads | latency ms | speedup | efficiency |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    summary = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.models:
+            vs = variants(name, have_tp)
+            paths, ratios, failed = [], [], []
+            for k, v in vs.items():
+                if isinstance(v, str):
+                    failed.append((k, v))
+                    continue
+                p = Path(tmp) / f"{name}_{len(paths)}.onnx"
+                fxprune.export_onnx(v[0], p, X, checks=1)
+                paths.append((k, p))
+                ratios.append(v[1])
+            for th in args.threads:
+                lats = measure_interleaved([p for _, p in paths], threads=th, warmup=5, runs=args.runs)
+                base = lats[0].median_ms
+                for (k, _), fr, lat in zip(paths, ratios, lats):
+                    sp = base / lat.median_ms
+                    eff = sp * fr
+                    summary[(name, k, th)] = (fr, lat.median_ms, sp, eff)
+                    lines.append(f"| {name} | {k} | {fr:.3f} | {th} | {lat.median_ms:.2f} | {sp:.2f} | "
+                                 f"{eff:.2f} |")
+                    print(f"{name:20s} {k:22s} t{th} flops {fr:.3f} {lat.median_ms:8.2f} ms x{sp:.2f} eff {eff:.2f}",
+                          flush=True)
+            for k, why in failed:
+                lines.append(f"| {name} | {k} | | | {why} | | |")
+    lines += _targets(summary, args)
+    if not args.skip_rounding:
+        lines += _rounding(args)
+    if not args.skip_budget:
+        lines += _budget()
+    lines += ["", f"Total wall time {time.time() - t0:.0f} s."]
+    Path(args.out).write_text("\n".join(lines) + "\n")
+    print("\n".join(lines[-30:]))
+
+
+def _targets(summary, args):
+    out = ["", "## Targets", ""]
+    for name in ("resnet50", "mobilenet_v2"):
+        for th in args.threads:
+            for var in ("fxprune 50%", "fxprune 50% r8"):
+                if (name, var, th) in summary:
+                    fr, ms, sp, eff = summary[(name, var, th)]
+                    out.append(f"- {name} {var}, {th} thread(s): efficiency {eff:.2f} (target >= 0.9: "
+                               f"{'met' if eff >= 0.9 else 'NOT met'})")
+    mono = []
+    for (name, var, th), (fr, ms, sp, eff) in summary.items():
+        if var == "fxprune 30%" and (name, "fxprune 50%", th) in summary:
+            mono.append(sp >= summary[(name, "fxprune 50%", th)][2])
+    out.append(f"- speedup monotone in the budget (30% kept faster than 50% kept, no rounding): "
+               f"{sum(mono)} of {len(mono)} model/thread pairs")
+    return out
+
+
+def _rounding(args):
+    out = ["", "## Rounding study (picks `ORT_CPU_ROUND_TO`)", "",
+           "50% FLOPs with the `global` policy, 1 thread, variants measured interleaved.", "",
+           "| model | round_to | FLOPs ratio | latency ms | speedup | efficiency |", "|---|---:|---:|---:|---:|---:|"]
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in ("resnet50", "mobilenet_v2", "efficientnet_b0"):
+            model = get_model(name, weights=None).eval()
+            rows = [("original", model, 1.0)]
+            for rt in (None, 4, 8, 16, 32):
+                r = fxprune.prune(model, 0.5, example_inputs=X, round_to=rt, progress=False)
+                rows.append((str(rt or 1), r.model, r.report.flops_ratio))
+            paths = []
+            for i, (_, m, _) in enumerate(rows):
+                paths.append(fxprune.export_onnx(m, Path(tmp) / f"{name}_{i}.onnx", X, checks=1).path)
+            lats = measure_interleaved(paths, threads=1, warmup=5, runs=args.runs)
+            base = lats[0].median_ms
+            for (rt, _, fr), lat in zip(rows, lats):
+                sp = base / lat.median_ms
+                out.append(f"| {name} | {rt} | {fr:.3f} | {lat.median_ms:.2f} | {sp:.2f} | {sp * fr:.2f} |")
+                print(f"rounding {name} {rt} {lat.median_ms:.2f} ms x{sp:.2f}", flush=True)
+    return out
+
+
+def _budget():
+    out = ["", "## Latency budget", ""]
+    model = get_model("resnet50", weights=None).eval()
+    for frac in (0.5, 0.7):
+        t = time.time()
+        r = fxprune.prune(model, fxprune.Budget(latency=frac), example_inputs=X, progress=False)
+        rep = r.report
+        check = fxprune.check_latency(model, r, X, runs=30)
+        out.append(f"- resnet50, `Budget(latency={frac})`, 1 thread: search result {rep.latency_after_ms:.2f} ms "
+                   f"of {rep.latency_before_ms:.2f} ms = {rep.latency_after_ms / rep.latency_before_ms:.3f} "
+                   f"(target {frac}, met within 5%: "
+                   f"{'yes' if rep.latency_after_ms <= frac * rep.latency_before_ms * 1.05 else 'NO'}); "
+                   f"FLOPs ratio {rep.flops_ratio:.3f}; {len(rep.latency_search)} measurements, {time.time() - t:.0f} s. "
+                   f"Re-measured interleaved with the original: {check.after_ms:.2f} / {check.before_ms:.2f} ms = "
+                   f"{check.after_ms / check.before_ms:.3f}.")
+        print(out[-1], flush=True)
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,185 @@
+"""Latency measurement, interleaved comparison, latency checks and latency budgets.
+
+Real ONNX Runtime timings are only checked for sanity (they are noisy); the logic is checked
+deterministically with an injected fake clock and fake latency functions."""
+import dataclasses
+import types
+
+import pytest
+import torch
+import torchvision
+
+import fxprune
+from fxprune.budget import Budget, parse
+from fxprune.export import compare_latency, measure_latency
+
+
+class Clock:
+    """A fake timer: time only moves when a fake session runs."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+class FakeSession:
+    def __init__(self, clock, costs_ms, log, name):
+        self.clock, self.costs, self.log, self.name, self.k = clock, list(costs_ms), log, name, 0
+
+    def run(self, outputs, feed):
+        assert feed["x"].shape == (3, 2)
+        self.clock.now += self.costs[self.k % len(self.costs)] / 1e3
+        self.k += 1
+        self.log.append(self.name)
+
+    def get_inputs(self):
+        return [types.SimpleNamespace(name="x", shape=["batch", 2], type="tensor(float)")]
+
+    def get_session_options(self):
+        return types.SimpleNamespace(intra_op_num_threads=1, graph_optimization_level="GraphOptimizationLevel.ORT_ENABLE_ALL")
+
+    def get_providers(self):
+        return ["FakeProvider"]
+
+
+def test_measure_latency_statistics_with_fake_clock():
+    clock, log = Clock(), []
+    lat = measure_latency(FakeSession(clock, [1, 2, 3, 4, 100], log, "a"), batch=3, warmup=5, runs=10, timer=clock)
+    samples = [1, 2, 3, 4, 100] * 2  # the warm-up consumed exactly one cycle of five
+    assert lat.median_ms == pytest.approx(3.0)
+    assert lat.mean_ms == pytest.approx(sum(samples) / 10)
+    assert lat.p90_ms == pytest.approx(torch.tensor(samples, dtype=torch.float64).quantile(0.9).item())
+    assert lat.min_ms == pytest.approx(1.0)
+    assert (lat.runs, lat.warmup, lat.batch, lat.provider, lat.graph_optimization_level) == \
+        (10, 5, 3, "FakeProvider", "ORT_ENABLE_ALL")
+    assert len(log) == 15
+
+
+def test_compare_is_interleaved_and_reports_the_ratio():
+    clock, log = Clock(), []
+    a, b = FakeSession(clock, [10], log, "a"), FakeSession(clock, [4], log, "b")
+    cmp = compare_latency(a, b, batch=3, warmup=1, runs=4, timer=clock)
+    assert cmp.speedup == pytest.approx(2.5)
+    # warm-up, then rounds whose order rotates and reverses: neither model always runs first
+    assert log == ["a", "b"] + ["a", "b", "b", "a", "b", "a", "a", "b"]
+
+
+def test_real_latency_is_sane(tmp_path):
+    m = torchvision.models.resnet18(weights=None).eval()
+    r = fxprune.prune(m, 0.5, example_inputs=(1, 3, 64, 64))
+    p = fxprune.export_onnx(r, tmp_path / "r.onnx", checks=1).path
+    lat = measure_latency(p, threads=1, batch=2, warmup=2, runs=8)
+    assert 0 < lat.min_ms <= lat.median_ms <= lat.p90_ms
+    assert lat.std_ms >= 0 and lat.batch == 2 and lat.threads == 1 and lat.provider == "CPUExecutionProvider"
+    assert lat.input_shapes == [(2, 3, 64, 64)]
+
+
+def test_check_latency_efficiency_and_errors(tmp_path):
+    m = torchvision.models.resnet18(weights=None).eval()
+    r = fxprune.prune(m, 0.5, example_inputs=(1, 3, 64, 64))
+    chk = fxprune.check_latency(m, r, warmup=2, runs=10, workdir=tmp_path)
+    assert chk.flops_before / chk.flops_after == pytest.approx(1 / r.report.flops_ratio, rel=1e-6)
+    assert chk.efficiency == pytest.approx(chk.speedup / chk.flops_reduction)
+    assert chk.speedup == pytest.approx(chk.before_ms / chk.after_ms)
+    assert (tmp_path / "original.onnx").is_file() and (tmp_path / "pruned.onnx").is_file()
+    with pytest.raises(fxprune.LatencyCheckError, match="below the required 1000"):
+        fxprune.check_latency(m, r, warmup=1, runs=4, min_speedup=1000)
+    with pytest.raises(fxprune.LatencyCheckError, match="above the allowed") as ei:
+        fxprune.check_latency(m, r, warmup=1, runs=4, max_latency_ms=1e-6)
+    assert ei.value.check.after_ms > 0
+
+
+def test_measure_latency_bad_input(tmp_path):
+    with pytest.raises(fxprune.FxpruneError, match="no ONNX file"):
+        measure_latency(tmp_path / "missing.onnx")
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not onnx")
+    with pytest.raises(fxprune.FxpruneError, match="cannot load"):
+        measure_latency(bad)
+    with pytest.raises(fxprune.FxpruneError, match="runs"):
+        measure_latency(bad, runs=0)
+    with pytest.raises(fxprune.FxpruneError, match="path or an onnxruntime session"):
+        measure_latency(42)
+
+
+# ---- latency budgets, with fake latency functions (deterministic) ------------------------------
+
+def _fake_latency(offset_ms=0.5, ms_per_gflop=40.0, calls=None):
+    """Latency as an affine function of the model's FLOPs, plus a channel-count step (ragged
+    counts cost extra, as on real CPUs), from an independent analysis of the model passed in."""
+    def fn(model):
+        if calls is not None:
+            calls.append(model)
+        g = fxprune.analyze(model, (1, 3, 64, 64))
+        ragged = sum(1 for grp in g.groups if grp.size % 8) * 0.01
+        return offset_ms + ms_per_gflop * g.cost.full_flops / 1e9 + ragged
+    return fn
+
+
+@pytest.mark.parametrize("frac", [0.4, 0.6, 0.8])
+def test_latency_fraction_budget_is_met_within_5_percent(frac):
+    m = torchvision.models.resnet18(weights=None).eval()
+    fake = _fake_latency()
+    r = fxprune.prune(m, Budget(latency=frac), example_inputs=(1, 3, 64, 64), latency_fn=fake, progress=False)
+    base = fake(m)
+    got = fake(r.model)  # measure the returned model independently
+    assert got == pytest.approx(r.report.latency_after_ms)
+    assert got <= frac * base * 1.05
+    assert got >= frac * base * 0.95 - 1e-9  # does not over-prune either
+    assert r.report.budget == {"latency": frac} and r.plan.budget == {"latency": frac}
+    assert all(int(c) % 8 == 0 for c in r.plan.kept_counts(r.graph)[[g.id for g in r.graph.prunable_groups]])
+
+
+def test_latency_ms_budget_and_search_trace():
+    m = torchvision.models.resnet18(weights=None).eval()
+    calls = []
+    fake = _fake_latency(calls=calls)
+    target = 0.5 * fake(m)
+    r = fxprune.prune(m, Budget(latency_ms=target), example_inputs=(1, 3, 64, 64), latency_fn=fake,
+                      progress=False)
+    assert r.report.latency_after_ms <= target * 1.05
+    steps = r.report.latency_search
+    assert steps[0]["flops_fraction"] == 1.0 and len(steps) >= 3
+    assert len(calls) == len(steps) + 1  # one measurement per search step, plus the check above
+
+
+def test_infeasible_latency_budget_gives_the_best_latency():
+    m = torchvision.models.resnet18(weights=None).eval()
+    fake = _fake_latency(offset_ms=5.0)  # a fixed 5 ms that pruning cannot remove
+    with pytest.raises(fxprune.BudgetError, match="cannot be met") as ei:
+        fxprune.prune(m, Budget(latency_ms=1.0), example_inputs=(1, 3, 64, 64), latency_fn=fake, progress=False)
+    assert ei.value.best > 5.0
+
+
+def test_latency_budget_already_met_prunes_nothing():
+    m = torchvision.models.resnet18(weights=None).eval()
+    r = fxprune.prune(m, Budget(latency_ms=1e6), example_inputs=(1, 3, 64, 64), latency_fn=_fake_latency(),
+                      progress=False)
+    assert r.report.flops_ratio == pytest.approx(1.0)
+
+
+def test_latency_budget_with_real_onnxruntime():
+    m = torchvision.models.resnet18(weights=None).eval()
+    r = fxprune.prune(m, Budget(latency=0.7), example_inputs=(1, 3, 64, 64), progress=False)
+    assert r.report.latency_after_ms <= 0.7 * r.report.latency_before_ms * 1.05
+    assert r.report.latency_settings["provider"] == "CPUExecutionProvider"
+
+
+@pytest.mark.parametrize("text,want", [("0.5", {"flops": 0.5}), ("params=0.3", {"params": 0.3}),
+                                       ("latency=0.6", {"latency": 0.6}), ("latency_ms=12", {"latency_ms": 12.0})])
+def test_parse_budget(text, want):
+    assert parse(text).to_dict() == want
+
+
+@pytest.mark.parametrize("text", ["abc", "speed=0.5", "latency=1.5", "latency_ms=-3", "latency_ms=nan", "flops="])
+def test_parse_budget_errors(text):
+    with pytest.raises(fxprune.BudgetError):
+        parse(text)
+
+
+def test_budget_fields_are_exclusive():
+    with pytest.raises(fxprune.BudgetError, match="exactly one"):
+        Budget(latency=0.5, flops=0.5)
+    assert dataclasses.asdict(Budget(latency_ms=3))["latency_ms"] == 3.0
