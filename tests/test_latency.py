@@ -113,7 +113,7 @@ def _fake_latency(offset_ms=0.5, ms_per_gflop=40.0, calls=None):
         if calls is not None:
             calls.append(model)
         g = fxprune.analyze(model, (1, 3, 64, 64))
-        ragged = sum(1 for grp in g.groups if grp.size % 8) * 0.01
+        ragged = sum(1 for grp in g.groups if grp.size % 16) * 0.01
         return offset_ms + ms_per_gflop * g.cost.full_flops / 1e9 + ragged
     return fn
 
@@ -129,7 +129,8 @@ def test_latency_fraction_budget_is_met_within_5_percent(frac):
     assert got <= frac * base * 1.05
     assert got >= frac * base * 0.95 - 1e-9  # does not over-prune either
     assert r.report.budget == {"latency": frac} and r.plan.budget == {"latency": frac}
-    assert all(int(c) % 8 == 0 for c in r.plan.kept_counts(r.graph)[[g.id for g in r.graph.prunable_groups]])
+    from fxprune.export.latency_budget import ORT_CPU_ROUND_TO
+    assert all(int(c) % ORT_CPU_ROUND_TO == 0 for c in r.plan.kept_counts(r.graph)[[g.id for g in r.graph.prunable_groups]])
 
 
 def test_latency_ms_budget_and_search_trace():

@@ -27,7 +27,7 @@ from ..errors import BudgetError
 
 log = logging.getLogger(__name__)
 
-ORT_CPU_ROUND_TO = 8  # measured: see benchmarks/results/latency.md
+ORT_CPU_ROUND_TO = 16  # measured: see the rounding study in benchmarks/results/latency.md
 TOLERANCE = 0.05
 
 LatencyFn = Callable[[torch.nn.Module], float]  # model -> latency in ms

@@ -102,7 +102,8 @@ def _flat(out: Any) -> list[torch.Tensor]:
 
 
 def session(path: str | Path, threads: int = 1, optimization: str = "all"):
-    """An ONNX Runtime CPU session with ``threads`` intra-op threads and one inter-op thread."""
+    """An ONNX Runtime CPU session with ``threads`` intra-op threads (not spinning when idle) and
+    sequential execution."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -116,6 +117,9 @@ def session(path: str | Path, threads: int = 1, optimization: str = "all"):
         "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
     }[optimization]
     so.log_severity_level = 3
+    # idle pool threads must not spin: with several sessions measured in turn (interleaving), the
+    # spinning threads of one session would steal the cores another one is being timed on
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
