@@ -26,6 +26,7 @@ import torchvision
 from torchvision.models import get_model
 
 import fxprune
+from _common import have_torch_pruning
 from fxprune.export import measure_interleaved
 from fxprune.export.latency_budget import ORT_CPU_ROUND_TO
 
@@ -93,11 +94,7 @@ def main(argv=None):
     ap.add_argument("--skip-budget", action="store_true")
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
-    try:
-        import torch_pruning  # noqa: F401
-        have_tp = True
-    except ImportError:
-        have_tp = False
+    have_tp = have_torch_pruning()
     t0 = time.time()
     lines = ["# fxprune latency benchmark", "",
              f"Command: `python {' '.join(sys.argv)}`  ",

@@ -21,6 +21,7 @@ import torchvision
 from torchvision.models import get_model, list_models
 
 import fxprune
+from _common import have_torch_pruning
 
 warnings.filterwarnings("ignore")
 
@@ -54,11 +55,7 @@ def main(argv=None):
     ap.add_argument("--out", default="benchmarks/results/zoo.md")
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
-    try:
-        import torch_pruning  # noqa: F401
-        have_tp = True
-    except ImportError:
-        have_tp = False
+    have_tp = have_torch_pruning()
     rows = []
     for name in args.models or list_models(module=torchvision.models):
         model, x = _build(name, 299 if name.startswith("inception") else args.size)

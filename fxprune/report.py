@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from .errors import FxpruneError
 from .ir.context import shape_of
 from .ir.summary import _fmt
 
@@ -88,6 +89,8 @@ class Report:
         """Write ``report.md``, ``report.json`` and (``plots``) ``kept_channels.png`` and
         ``flops_share.png`` into ``folder`` (created if needed); return the paths by name."""
         folder = Path(folder)
+        if folder.exists() and not folder.is_dir():
+            raise FxpruneError(f"cannot write the report into '{folder}': it is a file, not a folder")
         folder.mkdir(parents=True, exist_ok=True)
         out = {"markdown": folder / "report.md", "json": folder / "report.json"}
         if plots:

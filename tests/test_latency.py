@@ -184,3 +184,20 @@ def test_budget_fields_are_exclusive():
     with pytest.raises(fxprune.BudgetError, match="exactly one"):
         Budget(latency=0.5, flops=0.5)
     assert dataclasses.asdict(Budget(latency_ms=3))["latency_ms"] == 3.0
+
+
+def test_check_latency_bad_input():
+    m = torchvision.models.resnet18(weights=None).eval()
+    with pytest.raises(fxprune.FxpruneError, match="original nn.Module and the pruned model"):
+        fxprune.check_latency(m, "pruned.onnx")
+
+
+def test_report_save_into_a_file_is_a_clear_error(tmp_path):
+    m = torchvision.models.resnet18(weights=None).eval()
+    r = fxprune.prune(m, 0.5, example_inputs=(1, 3, 32, 32))
+    blocker = tmp_path / "report"
+    blocker.write_text("x")
+    with pytest.raises(fxprune.FxpruneError, match="is a file, not a folder"):
+        r.report.save(blocker)
+    paths = r.report.save(tmp_path / "ok", plots=False)
+    assert set(paths) == {"markdown", "json"} and paths["json"].read_text().startswith("{")

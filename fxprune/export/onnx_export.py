@@ -168,8 +168,7 @@ def export_onnx(model_or_result: Any, path: str | Path, example_inputs: Any = No
 
     model, shapes = _unwrap(model_or_result)
     if example_inputs is None and shapes:
-        example_inputs = tuple(tuple(s) for s in shapes)[0] if len(shapes) == 1 else tuple(
-            torch.randn(tuple(s)) for s in shapes)
+        example_inputs = tuple(torch.randn(tuple(s)) for s in shapes)
     inputs = make_inputs(model, example_inputs)
     if exporter not in ("auto", *EXPORTERS):
         raise FxpruneError(f"exporter='{exporter}' is not one of auto, {', '.join(EXPORTERS)}")

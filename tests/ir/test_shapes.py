@@ -5,25 +5,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from fxprune.ir.shapes import MetaShapeProp
 from fxprune.ir.trace import propagate_shapes, trace
-
-
-def _shapes(gm):
-    return {n.name: tuple(n.meta["tensor_meta"].shape) for n in gm.graph.nodes
-            if hasattr(n.meta.get("tensor_meta"), "shape")}
-
-
-def _both(model, x):
-    gm = trace(model).gm
-    propagate_shapes(gm, (x,), fast=False)
-    real = _shapes(gm)
-    for n in gm.graph.nodes:
-        n.meta.pop("tensor_meta", None)
-    prop = MetaShapeProp(gm)
-    with torch.no_grad():
-        prop.propagate((x,))
-    return real, _shapes(gm), prop
+from tests.conftest import real_and_fast_shapes as _both
 
 
 # torch requires padding <= kernel // 2 for pooling

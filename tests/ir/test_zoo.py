@@ -10,7 +10,7 @@ from torchvision.models import get_model, list_models
 
 import fxprune
 from fxprune.testing import dead_channel_check
-from tests.conftest import assert_dead_equivalent
+from tests.conftest import assert_dead_equivalent, real_and_fast_shapes
 
 warnings.filterwarnings("ignore")
 ZOO = list_models(module=torchvision.models)
@@ -73,33 +73,10 @@ def test_zoo_dead_channel_equivalence(name):
     assert_dead_equivalent(dead_channel_check(model, x, seed=1))
 
 
-def _meta_shapes(gm):
-    def norm(tm):
-        if hasattr(tm, "shape"):
-            return (tuple(tm.shape), tm.dtype)
-        if isinstance(tm, (tuple, list)):
-            return [norm(t) for t in tm]
-        if isinstance(tm, dict):
-            return {k: norm(v) for k, v in tm.items()}
-        return tm
-    return {n.name: norm(n.meta.get("tensor_meta")) for n in gm.graph.nodes}
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ZOO)
 def test_zoo_fast_shapes_match_forward(name):
     """The kernel-free shape propagation records exactly the shapes of a real forward pass."""
-    from fxprune.ir.shapes import MetaShapeProp
-    from fxprune.ir.trace import propagate_shapes, trace
-
-    model, x = build(name)
-    gm = trace(model).gm
-    propagate_shapes(gm, (x,), fast=False)
-    real = _meta_shapes(gm)
-    for n in gm.graph.nodes:
-        n.meta.pop("tensor_meta", None)
-    prop = MetaShapeProp(gm)
-    with torch.no_grad():
-        prop.propagate((x,))
-    assert _meta_shapes(gm) == real
+    real, fast, prop = real_and_fast_shapes(*build(name))
+    assert fast == real
     assert prop.fallbacks == [], f"ops run for real: {prop.fallbacks}"
