@@ -16,6 +16,8 @@ import numpy as np
 import torch
 import torch.fx as fx
 
+from ._np import unique
+
 Labels = dict  # dim -> np.ndarray[int64] of atom ids (-1 = fixed position)
 
 FIXED = -1
@@ -102,7 +104,7 @@ class AnalysisContext:
         atoms = np.asarray(atoms, dtype=np.int64).ravel()
         atoms = atoms[atoms != FIXED]
         if atoms.size:
-            self.pins.append((np.unique(atoms), reason))
+            self.pins.append((unique(atoms), reason))
 
     def all_pinned(self, atoms: np.ndarray) -> bool:
         """True when every atom is already pinned (used to keep fixed dims fixed)."""
@@ -170,7 +172,7 @@ def shape_of(arg: Any) -> tuple[int, ...] | None:
     tm = arg.meta.get("tensor_meta")
     if tm is None or not hasattr(tm, "shape"):
         return None
-    return tuple(int(s) for s in tm.shape)
+    return tuple(tm.shape)  # a torch.Size of ints (shapes are static here)
 
 
 def full_labels(labels: Labels, dim: int, size: int) -> np.ndarray:

@@ -12,8 +12,10 @@ import scipy.sparse as sp
 import torch.fx as fx
 from scipy.sparse.csgraph import connected_components
 
+from ._np import unique, unique_counts, unique_inverse, unique_rows_inverse
 from .context import FIXED, IN, NORM_B, NORM_W, OUT, AnalysisContext
 from .cost import CostModel
+from .trace import Traced
 
 
 @dataclasses.dataclass
@@ -52,19 +54,41 @@ class Group:
         return list(seen)
 
 
+def _source_set_ids(pc: np.ndarray, ps: np.ndarray, counts: np.ndarray,
+                    starts: np.ndarray) -> np.ndarray:
+    """An id per class with several sources, equal for classes with the same set of sources.
+
+    ``(pc, ps)`` are the sorted unique (class, source) pairs; each multi-source class's sorted
+    source list becomes one row of a padded matrix and equal rows get equal ids."""
+    multi = np.flatnonzero(counts > 1)
+    if not multi.size:
+        return np.zeros(0, np.int64)
+    width = int(counts[multi].max())
+    if multi.size * width > 20_000_000:  # pathological fan-in: hash the tuples instead
+        ids: dict[tuple, int] = {}
+        return np.array([ids.setdefault(tuple(ps[starts[c]:starts[c] + counts[c]].tolist()), len(ids))
+                         for c in multi], np.int64)
+    sel = counts[pc] > 1
+    rows = np.searchsorted(multi, pc[sel])
+    cols = np.flatnonzero(sel) - starts[pc[sel]]
+    mat = np.full((multi.size, width), -1, np.int64)
+    mat[rows, cols] = ps[sel]
+    return unique_rows_inverse(mat)
+
+
 class DepGraph:
     """Built by :func:`fxprune.analyze`; see the module docstring."""
 
-    def __init__(self, gm: fx.GraphModule, ctx: AnalysisContext, input_shapes: list[tuple[int, ...]],
+    def __init__(self, gm: fx.GraphModule | Traced, ctx: AnalysisContext, input_shapes: list[tuple[int, ...]],
                  leaves: dict[str, str]):
-        self.gm = gm
+        self._source = gm
         self.input_shapes = input_shapes
         self.leaves = leaves
         self.labels = ctx.labels
         self.params = ctx.params
         self.conv_modes = ctx.conv_modes
         self.notes = ctx.notes
-        self.model_name = type(gm).__name__
+        self.model_name = gm.name if isinstance(gm, Traced) else type(gm).__name__
         n = ctx.n_atoms
         a, b = ctx.edges()
         adj = sp.coo_matrix((np.ones(a.size, np.int8), (a, b)), shape=(n, n))
@@ -83,16 +107,13 @@ class DepGraph:
         np.minimum.at(cmin, comp, np.arange(n))
         nsrc = max(len(ctx.sources), 1)
         src_of = np.repeat(np.arange(len(ctx.sources)), [s.size for s in ctx.sources])
-        pairs = np.unique(comp * nsrc + src_of)
+        pairs = unique(comp * nsrc + src_of)
         pc, ps = pairs // nsrc, pairs % nsrc
         counts = np.bincount(pc, minlength=nc)
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
         key = np.where(counts == 1, ps[np.minimum(starts, max(len(ps) - 1, 0))], -1)
-        multi: dict[tuple, int] = {}
-        for c in np.flatnonzero(counts > 1):
-            tup = tuple(ps[starts[c]:starts[c] + counts[c]].tolist())
-            key[c] = nsrc + multi.setdefault(tup, len(multi))
-        keys, inv = np.unique(key, return_inverse=True)
+        key[counts > 1] = nsrc + _source_set_ids(pc, ps, counts, starts)
+        keys, inv = unique_inverse(key)
         first = np.full(len(keys), n, np.int64)
         np.minimum.at(first, inv, cmin)
         order = np.argsort(first, kind="stable")
@@ -108,7 +129,7 @@ class DepGraph:
         for atoms, why in ctx.pins:
             cls = comp[atoms]
             pinned_class[cls] = True
-            for g in np.unique(self.group_of_class[cls]):
+            for g in unique(self.group_of_class[cls]).tolist():
                 if len(reasons[g]) < 8:
                     reasons[g].setdefault(why, None)
         self.groups = []
@@ -119,22 +140,21 @@ class DepGraph:
                                      list(reasons[g]), [], []))
         ng = len(self.groups)
         if ctx.sources:  # sources tile the atoms in order, so src_of[i] is atom i's source
-            for k in np.unique(src_of * ng + self.group_of_class[comp[:src_of.size]]).tolist():
+            for k in unique(src_of * ng + self.group_of_class[comp[:src_of.size]]).tolist():
                 s = ctx.sources[k // ng]
                 self.groups[k % ng].sources.append(f"{s.node} ({s.kind})")
         entries = [(name, d, pd) for name, dims in ctx.params.items() for d, pd in dims.items()]
         labs = [pd.labels[pd.labels != FIXED] for _, _, pd in entries]
         if entries:
             which = np.repeat(np.arange(len(entries)), [lab.size for lab in labs])
-            keys, cnt = np.unique(which * ng + self.group_of_class[comp[np.concatenate(labs)]],
-                                  return_counts=True)
+            keys, cnt = unique_counts(which * ng + self.group_of_class[comp[np.concatenate(labs)]])
             for k, c in zip(keys.tolist(), cnt.tolist()):
                 name, d, pd = entries[k // ng]
                 self.groups[k % ng].members.append(Member(name, d, pd.role, int(c)))
 
     def _param_terms(self) -> list:
         terms = []
-        for name, p in self.gm.named_parameters():
+        for name, p in self._source.named_parameters():
             dims = self.params.get(name, {})
             coef, arrays = 1.0, []
             for d, s in enumerate(p.shape):
@@ -144,6 +164,11 @@ class DepGraph:
                     coef *= s
             terms.append((coef, arrays))
         return terms
+
+    @property
+    def gm(self) -> fx.GraphModule:
+        """The traced model as a GraphModule (built on first use; shares submodules with the model)."""
+        return self._source.gm if isinstance(self._source, Traced) else self._source
 
     # ---- queries -----------------------------------------------------------------------------
     @property

@@ -200,8 +200,9 @@ def _record(node: fx.Node, result: Any) -> None:
 class MetaShapeProp:
     """Run ``gm`` on meta tensors, writing ``tensor_meta`` (shape and dtype) into every node."""
 
-    def __init__(self, gm: fx.GraphModule):
+    def __init__(self, gm: fx.GraphModule):  # or a trace.Traced (a model plus its graph)
         self.gm = gm
+        self.root = gm if isinstance(gm, nn.Module) else gm.root
         self.modules = dict(gm.named_modules())
         self._meta_state: dict[str, dict[str, torch.Tensor]] = {}
         self.fallbacks: list[str] = []
@@ -255,7 +256,7 @@ class MetaShapeProp:
                 except StopIteration:
                     val = node.args[0] if node.args else None  # default argument
             elif node.op == "get_attr":
-                obj = self.gm
+                obj = self.root
                 for part in node.target.split("."):
                     obj = getattr(obj, part)
                 val = torch.empty_like(obj, device=META) if isinstance(obj, torch.Tensor) else obj

@@ -33,11 +33,26 @@ _TORCH_DIR = os.path.dirname(torch.__file__)
 _HERE = os.path.dirname(os.path.dirname(__file__))
 
 
+_PLAIN = (int, float, bool, str, type(None))
+
+
 class _Tracer(fx.Tracer):
     def __init__(self, leaves: set[str]):
         super().__init__()
         self.leaves = leaves
         self.fail_path: str | None = None
+
+    def create_arg(self, a: Any) -> Any:
+        # Fast path for the argument types met on almost every node; the result is what the base
+        # class returns for them (a Proxy's node, a constant as is, containers element-wise).
+        t = type(a)
+        if t is fx.Proxy:
+            return a.node
+        if t in _PLAIN:
+            return a
+        if t is tuple or t is list:
+            return t([self.create_arg(x) for x in a])
+        return super().create_arg(a)
 
     def is_leaf_module(self, m: torch.nn.Module, qualname: str) -> bool:
         return qualname in self.leaves or super().is_leaf_module(m, qualname)
@@ -52,10 +67,60 @@ class _Tracer(fx.Tracer):
             raise
 
 
-@dataclasses.dataclass
+def _module_params(mod: torch.nn.Module, prefix: str) -> Iterator[tuple[str, torch.nn.Parameter]]:
+    for k, p in mod._parameters.items():
+        if p is not None:
+            yield f"{prefix}.{k}", p
+    for k, child in mod._modules.items():
+        if child is not None:
+            yield from _module_params(child, f"{prefix}.{k}")
+
+
 class Traced:
-    gm: fx.GraphModule
-    leaves: dict[str, str]  # submodule path -> why it could not be traced
+    """The user's model and its traced graph. Analysis reads modules and parameters straight
+    from ``root``; the GraphModule (a module tree plus generated code) is only built when
+    something asks for ``.gm`` (surgery, importance, reports). It shares submodules with ``root``."""
+
+    def __init__(self, root: torch.nn.Module, graph: fx.Graph, leaves: dict[str, str], name: str):
+        self.root, self.graph, self.leaves, self.name = root, graph, leaves, name
+        self._gm: fx.GraphModule | None = None
+        self._modules: dict[str, torch.nn.Module] | None = None
+
+    @property
+    def gm(self) -> fx.GraphModule:
+        if self._gm is None:
+            self._gm = _GraphModule(self.root, self.graph, self.name)
+        return self._gm
+
+    def named_modules(self):
+        # every name a module is registered under: the graph may call a shared module by any
+        if self._modules is None:
+            self._modules = dict(self.root.named_modules(remove_duplicate=False))
+        return self._modules.items()
+
+    def modules(self):
+        return self.root.modules()
+
+    def named_parameters(self) -> Iterator[tuple[str, torch.nn.Parameter]]:
+        """The parameters the graph uses, named and de-duplicated as the GraphModule would."""
+        if self._gm is not None:
+            yield from self._gm.named_parameters()
+            return
+        seen: set[int] = set()
+        modules = dict(self.named_modules())
+        for node in self.graph.nodes:
+            if node.op == "call_module":
+                items = _module_params(modules[node.target], node.target)
+            elif node.op == "get_attr":
+                owner, _, attr = node.target.rpartition(".")
+                p = getattr(self.root.get_submodule(owner) if owner else self.root, attr, None)
+                items = [(node.target, p)] if isinstance(p, torch.nn.Parameter) else []
+            else:
+                continue
+            for name, p in items:
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    yield name, p
 
 
 def _user_frame(exc: BaseException) -> str:
@@ -90,22 +155,21 @@ def trace(model: torch.nn.Module, max_leaves: int = 64) -> Traced:
             leaves[path] = f"{_one_line(exc)} (at {_user_frame(exc)})"
             log.info("submodule '%s' is not traceable, kept as a leaf: %s", path, leaves[path])
             continue
-        gm = _GraphModule(tracer.root, graph, type(model).__name__)
-        return Traced(gm, leaves)
+        return Traced(tracer.root, graph, leaves, type(model).__name__)
     raise TraceFailure(f"more than {max_leaves} submodules of {type(model).__name__} are untraceable")
 
 
 @contextlib.contextmanager
 def eval_mode(model: torch.nn.Module) -> Iterator[None]:
     """Temporarily put every submodule in eval mode; restore each module's flag afterwards."""
-    flags = [(m, m.training) for m in model.modules()]
+    changed = [m for m in model.modules() if m.training]
     try:
-        for m, _ in flags:
+        for m in changed:
             m.training = False
         yield
     finally:
-        for m, t in flags:
-            m.training = t
+        for m in changed:
+            m.training = True
 
 
 def _device_dtype(model: torch.nn.Module) -> tuple[torch.device, torch.dtype]:
@@ -147,7 +211,7 @@ class _CheckedShapeProp(ShapeProp):
             ) from exc
 
 
-def propagate_shapes(gm: fx.GraphModule, inputs: Sequence[torch.Tensor], fast: bool = True) -> None:
+def propagate_shapes(gm: fx.GraphModule | Traced, inputs: Sequence[torch.Tensor], fast: bool = True) -> None:
     """Record ``tensor_meta`` on every node of ``gm``, in eval mode and without gradients.
 
     ``fast`` (default): kernel-free propagation on meta tensors (``shapes.MetaShapeProp``). If it
@@ -163,6 +227,6 @@ def propagate_shapes(gm: fx.GraphModule, inputs: Sequence[torch.Tensor], fast: b
                 log.debug("meta shape propagation failed (%s); running the real forward", _one_line(exc))
                 for n in gm.graph.nodes:
                     n.meta.pop("tensor_meta", None)
-        sp = _CheckedShapeProp(gm)
+        sp = _CheckedShapeProp(gm.gm if isinstance(gm, Traced) else gm)
         sp._shapes = [tuple(t.shape) for t in inputs]
         sp.propagate(*inputs)

@@ -32,7 +32,7 @@ def cat(ctx, node):
     if not (joined == FIXED).all():
         out[dim] = joined
     for d in range(nd):
-        if d == dim:
+        if d == dim or all(lab.get(d) is None for _, lab in parts):
             continue
         arrays = [full_labels(lab, d, shp[d]) for shp, lab in parts]
         labelled = [a for a in arrays if not (a == FIXED).all()]

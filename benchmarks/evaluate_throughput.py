@@ -1,0 +1,69 @@
+"""How fast masked plan evaluation (`fxprune.Evaluator`) scores plans: CIFAR-10 ResNet-56 with
+the pretrained weights from ../shared/data, a reward subset drawn from the TRAIN split.
+
+    python benchmarks/evaluate_throughput.py [--n 1000] [--plans 10] [--batch 500] [--threads 2]
+
+Also checks the model first: the test accuracy of the unpruned network on all 10,000 test images
+(documented: 93.39%). Writes benchmarks/results/evaluate_throughput.md.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import fxprune
+from fxprune.data import load_npz_folder, reward_split
+from fxprune.finetune import accuracy
+from fxprune.models import load_cifar_resnet
+from fxprune.testing import random_plan
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=1000)
+    ap.add_argument("--plans", type=int, default=10)
+    ap.add_argument("--batch", type=int, default=500)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default="benchmarks/results/evaluate_throughput.md")
+    args = ap.parse_args(argv)
+    if not SHARED.is_dir():
+        sys.exit(f"needs {SHARED} (CIFAR-10 and the pretrained ResNet-56)")
+    torch.set_num_threads(args.threads)
+    model = load_cifar_resnet(SHARED / "weights" / "resnet56-4bfd9763.th")
+    test = load_npz_folder(SHARED / "cifar10", "test")
+    t = time.perf_counter()
+    test_acc = accuracy(model, test.loader(args.batch))
+    t_test = time.perf_counter() - t
+    _, reward = reward_split(load_npz_folder(SHARED / "cifar10", "train"), args.n, seed=0)
+    graph = fxprune.analyze(model, (1, 3, 32, 32))
+    ev = fxprune.Evaluator(graph, reward.loader(args.batch), n_samples=args.n, batch_size=args.batch)
+    full = ev.evaluate({})
+    rows = []
+    for s in range(args.plans):
+        m = ev.evaluate(random_plan(graph, seed=s, drop=0.3))
+        rows.append(m)
+    sec = np.array([m.seconds for m in rows])
+    lines = ["# fxprune: masked plan evaluation throughput", "",
+             f"Command: `python {' '.join(sys.argv)}`  ",
+             f"torch {torch.__version__}, {args.threads} threads, CIFAR-10 ResNet-56 (pretrained, ../shared/data).", "",
+             f"- Unpruned test accuracy, all 10,000 test images: **{test_acc:.2%}** (documented 93.39%); "
+             f"{10000 / t_test:.0f} images/s.",
+             f"- Reward subset: {args.n} images from the train split (balanced, seed 0), batch {args.batch}; "
+             f"unpruned reward accuracy {full.acc:.2%}.",
+             f"- {args.plans} random plans (30% of each prunable group dropped): median {np.median(sec):.3f} s "
+             f"per plan, **{1 / np.median(sec):.2f} plans/s** ({args.n / np.median(sec):.0f} images/s); "
+             f"reward accuracy {min(m.acc for m in rows):.2%}-{max(m.acc for m in rows):.2%}, "
+             f"FLOPs ratio {rows[0].flops_ratio:.3f}.", ""]
+    Path(args.out).write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,152 @@
+"""Recovery fine-tuning with knowledge distillation from the unpruned model (RL-Pruner's
+post-training, policies.md §1.2).
+
+Loss (student logits ``z_S``, teacher logits ``z_T``, temperature ``τ``, student weight ``w``):
+``L = (1 - w) · τ² · KL(softmax(z_T/τ) ‖ softmax(z_S/τ)) + w · CE(z_S, y)``; without a teacher it is
+plain cross-entropy, without labels the KD term alone. SGD (momentum 0.9, weight decay 5e-4), a
+linear warm-up over ``warmup_ratio`` of the steps, then cosine annealing to ``lr_min``. With
+``eval_data`` the best-scoring weights are kept. Runs on any device; the budget is epochs or steps.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from .errors import FxpruneError
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class FinetuneConfig:
+    epochs: float = 1.0  # passes over ``data`` (fractions allowed)
+    max_steps: int | None = None  # hard cap on optimiser steps (wins over epochs)
+    lr: float = 0.01
+    lr_min: float = 1e-6  # RL-Pruner's min lr (its old config)
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    warmup_ratio: float = 0.05  # fxprune default
+    temperature: float = 2.0  # RL-Pruner's KD function default
+    student_weight: float = 0.25  # weight of the hard-label CE term; 0.75 goes to KD
+
+    def __post_init__(self) -> None:
+        if self.epochs <= 0 and not self.max_steps:
+            raise FxpruneError(f"finetune needs epochs > 0 or max_steps; got epochs={self.epochs}")
+        if self.lr <= 0 or self.temperature <= 0 or not 0.0 <= self.student_weight <= 1.0:
+            raise FxpruneError("finetune: lr and temperature must be > 0 and student_weight in [0, 1]")
+
+
+@dataclasses.dataclass
+class FinetuneResult:
+    model: torch.nn.Module
+    steps: int
+    losses: list[float]  # mean loss per epoch (or per partial epoch)
+    eval_acc: list[float]  # accuracy on eval_data after each epoch (empty without eval_data)
+    best_acc: float | None
+
+
+def kd_loss(student: torch.Tensor, teacher: torch.Tensor | None, y: torch.Tensor | None,
+            temperature: float, student_weight: float) -> torch.Tensor:
+    if teacher is None and y is None:
+        raise FxpruneError("fine-tuning needs labels or a teacher model")
+    if teacher is None:
+        return F.cross_entropy(student, y)
+    t = temperature
+    kd = F.kl_div(F.log_softmax(student / t, 1), F.log_softmax(teacher / t, 1), log_target=True,
+                  reduction="batchmean") * t * t
+    if y is None:
+        return kd
+    return (1 - student_weight) * kd + student_weight * F.cross_entropy(student, y)
+
+
+def _logits(out: Any) -> torch.Tensor:
+    return out[0] if isinstance(out, (tuple, list)) else out
+
+
+@torch.no_grad()
+def accuracy(model: torch.nn.Module, data: Any, device: torch.device | None = None) -> float:
+    """Top-1 accuracy of ``model`` on labelled batches (model left in its previous mode)."""
+    was = model.training
+    model.eval()
+    correct = n = 0
+    dev = device or next(model.parameters()).device
+    for x, y in data:
+        out = _logits(model(x.to(dev)))
+        correct += int((out.argmax(1) == y.to(dev)).sum())
+        n += int(y.shape[0])
+    model.train(was)
+    return correct / max(n, 1)
+
+
+def finetune(model: torch.nn.Module, data: Any, *, teacher: torch.nn.Module | None = None,
+             config: FinetuneConfig | None = None, eval_data: Any = None, device: Any = None,
+             inplace: bool = False, progress: bool = True, **overrides: Any) -> FinetuneResult:
+    """Fine-tune ``model`` (a copy unless ``inplace``) on ``data``, a DataLoader or re-iterable of
+    ``(inputs, targets)``; ``teacher`` adds the distillation term. Keyword overrides set
+    :class:`FinetuneConfig` fields, e.g. ``finetune(m, loader, teacher=t, epochs=2, lr=0.005)``."""
+    cfg = dataclasses.replace(config or FinetuneConfig(), **overrides)
+    if not isinstance(model, torch.nn.Module):
+        raise FxpruneError(f"finetune() takes a torch.nn.Module, got {type(model).__name__}")
+    dev = torch.device(device) if device is not None else next(model.parameters()).device
+    student = (model if inplace else copy.deepcopy(model)).to(dev)
+    if teacher is not None:
+        teacher = teacher.to(dev).eval()
+    try:
+        per_epoch = len(data)
+    except TypeError:
+        per_epoch = None
+    total = cfg.max_steps or (max(1, int(math.ceil(cfg.epochs * per_epoch))) if per_epoch else None)
+    if total is None:
+        raise FxpruneError("data has no len(); pass max_steps= to bound the fine-tune")
+    opt = torch.optim.SGD(student.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    warm = int(cfg.warmup_ratio * total)
+
+    def lr_at(step: int) -> float:
+        if step < warm:
+            return cfg.lr * (step + 1) / warm
+        frac = (step - warm) / max(total - warm, 1)
+        return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * frac))
+
+    best_acc, best_state, losses, accs, step = None, None, [], [], 0
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, desc="fine-tune", unit="step", disable=not progress, leave=False)
+    while step < total:
+        student.train()
+        run, nb = 0.0, 0
+        for x, y in data:
+            if step >= total:
+                break
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step)
+            x = x.to(dev)
+            y = y.to(dev) if isinstance(y, torch.Tensor) else None
+            with torch.no_grad():
+                zt = _logits(teacher(x)).float() if teacher is not None else None
+            loss = kd_loss(_logits(student(x)).float(), zt, y, cfg.temperature, cfg.student_weight)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            run, nb, step = run + float(loss.detach()), nb + 1, step + 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{run / nb:.3f}")
+        if nb == 0:
+            raise FxpruneError("data yielded no batches")
+        losses.append(run / nb)
+        if eval_data is not None:
+            acc = accuracy(student, eval_data, dev)
+            accs.append(acc)
+            if best_acc is None or acc > best_acc:
+                best_acc, best_state = acc, copy.deepcopy(student.state_dict())
+    bar.close()
+    if best_state is not None:
+        student.load_state_dict(best_state)
+    student.eval()
+    log.info("fine-tuned %d steps; loss %s; eval acc %s", step, losses[-1:], accs[-1:])
+    return FinetuneResult(student, step, losses, accs, best_acc)
