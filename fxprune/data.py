@@ -139,6 +139,8 @@ def reward_split(ds: ArrayDataset, n_reward: int, seed: int = 0) -> tuple[ArrayD
 def batches(data, limit: int | None = None) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
     """Materialise ``data`` (an ArrayDataset, a DataLoader or any iterable of ``(inputs, targets)``
     or of bare input tensors) as a list of batches, stopping after ``limit`` samples."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise FxpruneError(f"limit={limit!r} must be a positive integer or None")
     if isinstance(data, ArrayDataset):
         data = data.loader(256)
     out: list[tuple[torch.Tensor, torch.Tensor | None]] = []

@@ -9,6 +9,7 @@ linear warm-up over ``warmup_ratio`` of the steps, then cosine annealing to ``lr
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import logging
@@ -19,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import FxpruneError
+from .ir.trace import eval_mode
 
 log = logging.getLogger(__name__)
 
@@ -69,18 +71,26 @@ def _logits(out: Any) -> torch.Tensor:
     return out[0] if isinstance(out, (tuple, list)) else out
 
 
+def _device_of(model: torch.nn.Module) -> torch.device:
+    for p in model.parameters():
+        return p.device
+    raise FxpruneError(f"{type(model).__name__} has no parameters to train or place on a device")
+
+
 @torch.no_grad()
 def accuracy(model: torch.nn.Module, data: Any, device: torch.device | None = None) -> float:
-    """Top-1 accuracy of ``model`` on labelled batches (model left in its previous mode)."""
-    was = model.training
-    model.eval()
+    """Top-1 accuracy of ``model`` on labelled ``(inputs, targets)`` batches; every module's
+    training flag is restored afterwards."""
     correct = n = 0
-    dev = device or next(model.parameters()).device
-    for x, y in data:
-        out = _logits(model(x.to(dev)))
-        correct += int((out.argmax(1) == y.to(dev)).sum())
-        n += int(y.shape[0])
-    model.train(was)
+    dev = device or _device_of(model)
+    with eval_mode(model):
+        for batch in data:
+            if not (isinstance(batch, (tuple, list)) and len(batch) > 1 and isinstance(batch[1], torch.Tensor)):
+                raise FxpruneError("accuracy needs labelled (inputs, targets) batches")
+            x, y = batch[0], batch[1]
+            out = _logits(model(x.to(dev)))
+            correct += int((out.argmax(1) == y.to(dev)).sum())
+            n += int(y.shape[0])
     return correct / max(n, 1)
 
 
@@ -93,10 +103,10 @@ def finetune(model: torch.nn.Module, data: Any, *, teacher: torch.nn.Module | No
     cfg = dataclasses.replace(config or FinetuneConfig(), **overrides)
     if not isinstance(model, torch.nn.Module):
         raise FxpruneError(f"finetune() takes a torch.nn.Module, got {type(model).__name__}")
-    dev = torch.device(device) if device is not None else next(model.parameters()).device
+    dev = torch.device(device) if device is not None else _device_of(model)
     student = (model if inplace else copy.deepcopy(model)).to(dev)
-    if teacher is not None:
-        teacher = teacher.to(dev).eval()
+    if teacher is not None and _device_of(teacher) != dev:
+        teacher = copy.deepcopy(teacher).to(dev)  # never move the caller's teacher
     try:
         per_epoch = len(data)
     except TypeError:
@@ -117,33 +127,35 @@ def finetune(model: torch.nn.Module, data: Any, *, teacher: torch.nn.Module | No
     from tqdm.auto import tqdm
 
     bar = tqdm(total=total, desc="fine-tune", unit="step", disable=not progress, leave=False)
-    while step < total:
-        student.train()
-        run, nb = 0.0, 0
-        for x, y in data:
-            if step >= total:
-                break
-            for g in opt.param_groups:
-                g["lr"] = lr_at(step)
-            x = x.to(dev)
-            y = y.to(dev) if isinstance(y, torch.Tensor) else None
-            with torch.no_grad():
-                zt = _logits(teacher(x)).float() if teacher is not None else None
-            loss = kd_loss(_logits(student(x)).float(), zt, y, cfg.temperature, cfg.student_weight)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            run, nb, step = run + float(loss.detach()), nb + 1, step + 1
-            bar.update(1)
-            bar.set_postfix(loss=f"{run / nb:.3f}")
-        if nb == 0:
-            raise FxpruneError("data yielded no batches")
-        losses.append(run / nb)
-        if eval_data is not None:
-            acc = accuracy(student, eval_data, dev)
-            accs.append(acc)
-            if best_acc is None or acc > best_acc:
-                best_acc, best_state = acc, copy.deepcopy(student.state_dict())
+    # the teacher runs in eval mode; its training flags are restored afterwards
+    with eval_mode(teacher) if teacher is not None else contextlib.nullcontext():
+        while step < total:
+            student.train()
+            run, nb = 0.0, 0
+            for x, y in data:
+                if step >= total:
+                    break
+                for g in opt.param_groups:
+                    g["lr"] = lr_at(step)
+                x = x.to(dev)
+                y = y.to(dev) if isinstance(y, torch.Tensor) else None
+                with torch.no_grad():
+                    zt = _logits(teacher(x)).float() if teacher is not None else None
+                loss = kd_loss(_logits(student(x)).float(), zt, y, cfg.temperature, cfg.student_weight)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                run, nb, step = run + float(loss.detach()), nb + 1, step + 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{run / nb:.3f}")
+            if nb == 0:
+                raise FxpruneError("data yielded no batches")
+            losses.append(run / nb)
+            if eval_data is not None:
+                acc = accuracy(student, eval_data, dev)
+                accs.append(acc)
+                if best_acc is None or acc > best_acc:
+                    best_acc, best_state = acc, copy.deepcopy(student.state_dict())
     bar.close()
     if best_state is not None:
         student.load_state_dict(best_state)

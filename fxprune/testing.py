@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .ir import analyze
-from .ir.context import ZEROED_FOR_DEAD
+from .ir.context import ZEROED_FOR_DEAD, tensor_at
 from .passes import prune_channels
 from .plan import Plan
 
@@ -35,8 +35,7 @@ def zero_dead_channels(graph, plan: Plan) -> None:
     """Zero, in ``graph.gm``, every producer position of the channels ``plan`` drops."""
     alive = graph.atom_keep(graph.keep_vector(plan.keep))
     for name, dims in graph.params.items():
-        owner, _, attr = name.rpartition(".")
-        t = getattr(graph.gm.get_submodule(owner) if owner else graph.gm, attr)
+        t = tensor_at(graph.gm, name)
         for d, pd in dims.items():
             if pd.role in ZEROED_FOR_DEAD:
                 dead = np.flatnonzero(~alive[pd.labels])

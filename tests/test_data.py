@@ -63,6 +63,8 @@ def test_loader_shuffles_per_epoch_and_batches_limit():
     assert not torch.equal(first, second)
     got = batches(ds.loader(8), limit=12)
     assert [x.shape[0] for x, _ in got] == [8, 4]
+    with pytest.raises(fxprune.FxpruneError, match="limit"):
+        batches(ds.loader(8), limit=0)
     got = batches([torch.zeros(5, 3, 2, 2)] * 3, limit=7)
     assert [x.shape[0] for x, _ in got] == [5, 2] and got[0][1] is None
 

@@ -52,13 +52,18 @@ def test_finetune_learns_and_leaves_input_alone():
 
 def test_kd_from_teacher_without_labels_moves_student_towards_teacher():
     data = _task()
-    teacher = finetune(_net(), data, epochs=8, lr=0.05, progress=False).model
+    teacher = finetune(_net(), data, epochs=8, lr=0.05, progress=False).model.eval()
     unlabelled = [(x, None) for x, _ in data]
     student = _net()
     gap = lambda m: sum(float(F.mse_loss(m(x), teacher(x))) for x, _ in data)  # noqa: E731
     with torch.no_grad():
         g0 = gap(student.eval())
+    teacher.train()  # the caller's flags: finetune must run it in eval mode and restore them
+    teacher_state = copy.deepcopy(teacher.state_dict())
     res = finetune(student, unlabelled, teacher=teacher, max_steps=40, lr=0.05, progress=False)
+    assert all(m.training for m in teacher.modules()), "the teacher's training flags were changed"
+    assert all(torch.equal(v, teacher_state[k]) for k, v in teacher.state_dict().items())
+    teacher.eval()
     with torch.no_grad():
         assert gap(res.model) < 0.5 * g0
     assert res.steps == 40
@@ -73,3 +78,10 @@ def test_config_errors():
         finetune("model", _task())
     with pytest.raises(fxprune.FxpruneError, match="max_steps"):
         finetune(_net(), iter(_task()))
+    with pytest.raises(fxprune.FxpruneError, match="no parameters"):
+        finetune(nn.ReLU(), _task())
+    with pytest.raises(fxprune.FxpruneError, match="labelled"):
+        accuracy(_net(), [torch.zeros(2, 3, 8, 8)])
+    net = _net().train()
+    accuracy(net, _task())
+    assert all(m.training for m in net.modules())

@@ -1,7 +1,8 @@
 """Sort-based set operations on 1-D integer arrays.
 
-numpy 2's ``np.unique`` takes a hash-table path that is ~20x slower than sorting on the arrays
-of a few tens of thousands of atom ids that analysis produces; these helpers sort instead."""
+numpy 2's ``np.unique`` takes a hash-table path that is much slower than sorting on the arrays of
+a few tens of thousands of atom ids that analysis produces (numpy 2.4, 27,000 random int64 values,
+timeit: 2.0 ms against 0.09 ms for sort + adjacent compare); these helpers sort instead."""
 from __future__ import annotations
 
 import numpy as np

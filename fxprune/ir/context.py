@@ -193,6 +193,12 @@ def shapes_of(node: fx.Node) -> list[tuple[int, ...] | None] | None:
     return None
 
 
+def tensor_at(module: torch.nn.Module, qualname: str) -> Any:
+    """The parameter, buffer or plain attribute ``qualname`` (e.g. ``"layer1.0.bn1.weight"``) of ``module``."""
+    owner, _, attr = qualname.rpartition(".")
+    return getattr(module.get_submodule(owner) if owner else module, attr)
+
+
 def attr_target(arg: Any) -> str | None:
     """Qualified name of a parameter passed to a functional op (a ``get_attr`` node), or None."""
     if arg is None:

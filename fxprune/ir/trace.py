@@ -8,7 +8,6 @@ line of code.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import os
 import traceback
@@ -19,6 +18,7 @@ import torch.fx as fx
 from torch.fx.passes.shape_prop import ShapeProp
 
 from ..errors import AnalysisError, TraceFailure
+from .context import tensor_at
 from .shapes import MetaShapeProp
 
 log = logging.getLogger(__name__)
@@ -112,8 +112,7 @@ class Traced:
             if node.op == "call_module":
                 items = _module_params(modules[node.target], node.target)
             elif node.op == "get_attr":
-                owner, _, attr = node.target.rpartition(".")
-                p = getattr(self.root.get_submodule(owner) if owner else self.root, attr, None)
+                p = tensor_at(self.root, node.target)
                 items = [(node.target, p)] if isinstance(p, torch.nn.Parameter) else []
             else:
                 continue

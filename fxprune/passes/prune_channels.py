@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.fx as fx
 
-from ..ir.context import shape_of, shapes_of
+from ..ir.context import shape_of, shapes_of, tensor_at
 from ..ir.registry import lookup
 from ..plan import Plan
 
@@ -71,12 +71,7 @@ def _replace_tensor(gm: fx.GraphModule, name: str, new: torch.Tensor) -> None:
 
 def _slice_tensors(gm: fx.GraphModule, graph, sizes: Sizes) -> None:
     for name, dims in graph.params.items():
-        try:
-            tensor = gm.get_parameter(name)
-        except AttributeError:
-            owner, _, attr = name.rpartition(".")
-            tensor = getattr(gm.get_submodule(owner) if owner else gm, attr)
-        new = tensor.detach()
+        new = tensor_at(gm, name).detach()
         changed = False
         for d, pd in dims.items():
             kept = sizes.kept_positions(pd.labels)

@@ -8,16 +8,11 @@ import numpy as np
 import torch
 
 from ..errors import FxpruneError
-from ..ir.context import FIXED, IN, NORM_B, NORM_W, OUT
+from ..ir.context import FIXED, IN, NORM_B, NORM_W, OUT, tensor_at
 from ..ir.trace import eval_mode
 
 CRITERIA = ("l1", "l2", "bn", "taylor", "random")
 _WEIGHT_ROLES = (OUT, IN, NORM_W, NORM_B)
-
-
-def _tensor(gm, name: str) -> torch.Tensor:
-    owner, _, attr = name.rpartition(".")
-    return getattr(gm.get_submodule(owner) if owner else gm, attr)
 
 
 def _per_position(t: torch.Tensor, dim: int, fn) -> np.ndarray:
@@ -38,7 +33,7 @@ def _accumulate(graph, values: dict[tuple[str, int], np.ndarray]) -> np.ndarray:
 
 def _norm_scores(graph, p: float, roles=_WEIGHT_ROLES) -> np.ndarray:
     fn = (lambda t: t.abs()) if p == 1 else (lambda t: t * t)
-    vals = {(n, d): _per_position(_tensor(graph.gm, n), d, fn)
+    vals = {(n, d): _per_position(tensor_at(graph.gm, n), d, fn)
             for n, dims in graph.params.items() for d, pd in dims.items() if pd.role in roles}
     s = _accumulate(graph, vals)
     return np.sqrt(s) if p == 2 else s
@@ -59,7 +54,7 @@ def _taylor(graph, data: Any) -> np.ndarray:
     x, y = _first_batch(data)
     gm = graph.gm
     names = [(n, d) for n, dims in graph.params.items() for d, pd in dims.items() if pd.role in _WEIGHT_ROLES]
-    tensors = {n: _tensor(gm, n) for n, _ in names}
+    tensors = {n: tensor_at(gm, n) for n, _ in names}
     leaves = {n: t for n, t in tensors.items() if isinstance(t, torch.nn.Parameter) and t.requires_grad}
     with eval_mode(gm), torch.enable_grad():
         out = gm(x)

@@ -27,7 +27,8 @@ import torch.nn.functional as F
 
 from ..data import batches
 from ..errors import FxpruneError
-from ..ir.context import ZEROED_FOR_DEAD
+from ..ir import DepGraph
+from ..ir.context import ZEROED_FOR_DEAD, tensor_at
 from ..plan import Plan
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,8 @@ class Evaluator:
 
     ``metric``: ``"accuracy"`` (needs labels) or ``"distill"`` (label-free, against the unpruned
     model); ``"auto"`` picks accuracy when every batch has labels. ``budget``: a
-    :class:`~fxprune.Budget`; plans over it are reported ``feasible=False``.
+    :class:`~fxprune.Budget`; plans over a FLOPs or params budget are reported ``feasible=False``
+    (channel and latency budgets are not checked here).
     """
 
     def __init__(self, graph, data: Any, *, metric: str = "auto", n_samples: int | None = 1000,
@@ -61,6 +63,11 @@ class Evaluator:
                  budget: Any = None):
         if metric not in ("auto", "accuracy", "distill"):
             raise FxpruneError(f"unknown metric '{metric}'; choose 'accuracy', 'distill' or 'auto'")
+        if not isinstance(graph, DepGraph):
+            raise FxpruneError(f"Evaluator needs the DepGraph of fxprune.analyze(model), got {type(graph).__name__}")
+        for arg, val in (("n_samples", n_samples), ("batch_size", batch_size)):
+            if val is not None and (isinstance(val, bool) or not isinstance(val, int) or val < 1):
+                raise FxpruneError(f"{arg}={val!r} must be a positive integer or None")
         self.graph, self.budget = graph, budget
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         data_batches = batches(data, n_samples)
@@ -84,8 +91,7 @@ class Evaluator:
     def _collect_slots(self) -> list[tuple[torch.Tensor, torch.Tensor, int, np.ndarray]]:
         slots = []
         for name, dims in self.graph.params.items():
-            owner, _, attr = name.rpartition(".")
-            t = getattr(self.model.get_submodule(owner) if owner else self.model, attr)
+            t = tensor_at(self.model, name)
             for d, pd in dims.items():
                 if pd.role in ZEROED_FOR_DEAD:
                     slots.append((t, t.detach().clone(), d, pd.labels))
@@ -97,12 +103,11 @@ class Evaluator:
         for t, orig, d, labels in self._slots:
             m = alive[labels]
             if m.all():
-                t.data.copy_(orig)
+                t.copy_(orig)
                 continue
             shape = [1] * t.dim()
             shape[d] = -1
-            mask = torch.as_tensor(m, dtype=orig.dtype, device=orig.device).view(shape)
-            t.data.copy_(orig * mask)
+            t.copy_(orig * torch.as_tensor(m, dtype=orig.dtype, device=orig.device).view(shape))
 
     @torch.no_grad()
     def _forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -108,3 +108,9 @@ def test_bad_metric_and_unlabelled_accuracy():
         Evaluator(graph, [torch.randn(4, 3, 32, 32)], metric="accuracy")
     with pytest.raises(fxprune.FxpruneError, match="iterable"):
         Evaluator(graph, 3)
+    with pytest.raises(fxprune.FxpruneError, match="DepGraph"):
+        Evaluator(cifar_resnet(20), _data(32))
+    with pytest.raises(fxprune.FxpruneError, match="n_samples"):
+        Evaluator(graph, _data(32), n_samples=0)
+    with pytest.raises(fxprune.FxpruneError, match="batch_size"):
+        Evaluator(graph, _data(32), batch_size=0)
