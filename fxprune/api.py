@@ -1,6 +1,7 @@
 """The public API: thin orchestration of analyze -> importance -> policy -> plan -> surgery."""
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 from pathlib import Path
@@ -15,7 +16,7 @@ from .errors import FxpruneError, NothingToPrune, PlanError
 from .ir import DepGraph, analyze
 from .passes import prune_channels
 from .plan import Plan
-from .policies import CRITERIA, PolicyContext, class_importance, get_policy
+from .policies import CRITERIA, PolicyContext, PolicyResult, class_importance, get_policy
 from .report import Report, build_report
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,7 @@ class PruneResult:
     plan: Plan
     report: Report
     graph: DepGraph | None = None  # the analysis of the original model
+    search: dict[str, Any] | None = None  # search policies: run folder, evaluations, history, summary
 
     def __str__(self) -> str:
         return str(self.report)
@@ -68,7 +70,9 @@ def _check_model(model: Any) -> None:
 def prune(model: torch.nn.Module, budget: Any, *, example_inputs: Any = None, policy: Any = "global",
           importance: str = "l2", round_to: int | None = None, ignore: Iterable[Any] = (),
           data: Any = None, seed: int = 0, max_prune_ratio: float = 0.9, latency_fn: Any = None,
-          latency_threads: int = 1, progress: bool = True) -> PruneResult:
+          latency_threads: int = 1, progress: bool = True, policy_config: dict | None = None,
+          run_dir: str | Path | None = None, resume: bool = True, max_evals: int | None = None,
+          n_reward: int = 1000, device: Any = None) -> PruneResult:
     """Prune ``model`` to ``budget`` and return a new, smaller model with its plan and report.
 
     ``budget``: a float (fraction of FLOPs to keep) or a :class:`Budget`. ``policy``: a registered
@@ -80,6 +84,14 @@ def prune(model: torch.nn.Module, budget: Any, *, example_inputs: Any = None, po
     (:mod:`fxprune.export.latency_budget`) in ONNX Runtime with ``latency_threads`` threads; channel counts
     then default to multiples of ``ORT_CPU_ROUND_TO``. ``latency_fn(module) -> ms`` replaces the
     measurement (e.g. another runtime, or a fake timer in tests).
+
+    Search policies (``policy="mcq"``) score candidate plans on a reward split of ``data`` (a
+    DataLoader of training ``(inputs, targets)``, an :class:`fxprune.data.ArrayDataset`, or
+    :class:`fxprune.search.DataSplits`; see :mod:`fxprune.search.splits`): ``n_reward`` samples on
+    ``device``. ``policy_config``: the policy's options (e.g. ``{"kd_epochs": 0.5}``). The search
+    logs one JSONL row per evaluation and checkpoints into ``run_dir`` (default: a folder under
+    ``$FXPRUNE_CACHE`` keyed by the call, so the same call resumes; ``resume=False`` restarts).
+    ``max_evals`` caps the evaluations. The weights a search trains go into the pruned model.
     """
     _check_model(model)
     budget = Budget.coerce(budget)
@@ -110,21 +122,42 @@ def prune(model: torch.nn.Module, budget: Any, *, example_inputs: Any = None, po
         reasons = sorted({r for g in graph.groups for r in g.reasons[:1]})
         raise NothingToPrune(f"nothing in {graph.model_name} is prunable; every group is pinned: "
                              + "; ".join(reasons[:5]))
-    ctx = PolicyContext(graph, budget, class_importance(graph, importance, data, seed), round_to, seed,
-                        max_prune_ratio, data)
-    counts = pol.run(ctx)
-    keep_vec = ctx.keep_vector(np.asarray(counts, np.int64))
+    search, source = None, graph
+    if getattr(pol, "needs_data", False):
+        from .search.driver import run_search
+
+        res, run = run_search(pol, graph, budget, importance=importance, data=data, seed=seed, round_to=round_to,
+                              max_prune_ratio=max_prune_ratio, policy_config=policy_config, run_dir=run_dir,
+                              resume=resume, max_evals=max_evals, n_reward=n_reward, device=device,
+                              progress=progress)
+        keep_vec = np.asarray(res.keep, np.float64)
+        search = {"run_dir": str(run.folder), "evaluations": run.n_evals, "history": res.history,
+                  "info": res.info}
+        if res.model is not None:  # surgery on the weights the search trained
+            source = copy.copy(graph)
+            source._source = res.model.cpu()
+    else:
+        if policy_config:
+            raise FxpruneError(f"policy '{pol.name}' takes no policy_config")
+        ctx = PolicyContext(graph, budget, class_importance(graph, importance, data, seed), round_to, seed,
+                            max_prune_ratio, data)
+        out = pol.run(ctx)
+        keep_vec = (np.asarray(out.keep, np.float64) if isinstance(out, PolicyResult)
+                    else ctx.keep_vector(np.asarray(out, np.int64)))
     keep = {g.id: np.flatnonzero(keep_vec[g.classes] > 0.5) for g in graph.groups}
     achieved = {"flops_ratio": float(graph.cost.flops(keep_vec) / graph.cost.full_flops),
                 "params_ratio": float(graph.cost.params(keep_vec) / graph.cost.full_params)}
     plan = Plan.from_graph(graph, keep, budget=budget.to_dict(), policy=pol.name, importance=importance,
-                           seed=seed, round_to=round_to, meta={**achieved, "ignore": ignore_names})
-    pruned = prune_channels(graph, plan)
+                           seed=seed, round_to=round_to, meta={**achieved, "ignore": ignore_names,
+                                                                **({"policy_config": policy_config} if policy_config else {})})
+    pruned = prune_channels(source, plan)
     report = build_report(graph, plan, pruned, budget=budget.to_dict(), policy=pol.name,
                           importance=importance, round_to=round_to)
+    if search is not None:
+        report.search = {k: v for k, v in search.items() if k != "history"}
     log.info("pruned %s: FLOPs ratio %.3f, params ratio %.3f", graph.model_name,
              achieved["flops_ratio"], achieved["params_ratio"])
-    return PruneResult(pruned, plan, report, graph)
+    return PruneResult(pruned, plan, report, graph, search)
 
 
 def apply_plan(model: torch.nn.Module, plan: Plan, example_inputs: Any = None) -> PruneResult:

@@ -77,6 +77,11 @@ class ArrayLoader:
     def __len__(self) -> int:
         return (len(self.ds) + self.batch_size - 1) // self.batch_size
 
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next pass use the order of pass ``epoch`` (searches call this so that a
+        resumed run sees the same batches as an uninterrupted one)."""
+        self.epoch = int(epoch)
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         rng = np.random.default_rng((self.seed, self.epoch))
         self.epoch += 1

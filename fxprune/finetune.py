@@ -96,10 +96,13 @@ def accuracy(model: torch.nn.Module, data: Any, device: torch.device | None = No
 
 def finetune(model: torch.nn.Module, data: Any, *, teacher: torch.nn.Module | None = None,
              config: FinetuneConfig | None = None, eval_data: Any = None, device: Any = None,
-             inplace: bool = False, progress: bool = True, **overrides: Any) -> FinetuneResult:
+             inplace: bool = False, progress: bool = True, step_hook: Any = None,
+             **overrides: Any) -> FinetuneResult:
     """Fine-tune ``model`` (a copy unless ``inplace``) on ``data``, a DataLoader or re-iterable of
     ``(inputs, targets)``; ``teacher`` adds the distillation term. Keyword overrides set
-    :class:`FinetuneConfig` fields, e.g. ``finetune(m, loader, teacher=t, epochs=2, lr=0.005)``."""
+    :class:`FinetuneConfig` fields, e.g. ``finetune(m, loader, teacher=t, epochs=2, lr=0.005)``.
+    ``step_hook(student)`` runs after every optimiser step (searches use it to keep pruned
+    channels at zero while a masked model trains)."""
     cfg = dataclasses.replace(config or FinetuneConfig(), **overrides)
     if not isinstance(model, torch.nn.Module):
         raise FxpruneError(f"finetune() takes a torch.nn.Module, got {type(model).__name__}")
@@ -145,6 +148,8 @@ def finetune(model: torch.nn.Module, data: Any, *, teacher: torch.nn.Module | No
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
+                if step_hook is not None:
+                    step_hook(student)
                 run, nb, step = run + float(loss.detach()), nb + 1, step + 1
                 bar.update(1)
                 bar.set_postfix(loss=f"{run / nb:.3f}")

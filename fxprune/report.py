@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import math
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,7 @@ class Report:
     latency_after_ms: float | None = None
     latency_settings: dict[str, Any] | None = None
     latency_search: list[dict[str, float]] | None = None  # steps of a latency-budget search
+    search: dict[str, Any] | None = None  # search policies: run_dir, evaluations, info
 
     @property
     def flops_ratio(self) -> float:
@@ -98,9 +100,15 @@ class Report:
 
             out["kept_channels"] = plot_kept_channels(self, folder / "kept_channels.png")
             out["flops_share"] = plot_flops_share(self, folder / "flops_share.png")
+            curve = Path(self.search["run_dir"]) / "reward_curve.png" if self.search else None
+            if curve is not None and curve.exists():
+                out["reward_curve"] = folder / "reward_curve.png"
+                shutil.copyfile(curve, out["reward_curve"])
         md = self.to_markdown()
         if plots:
             md += "\n## Plots\n\n![kept channels per layer](kept_channels.png)\n\n![FLOPs share per layer](flops_share.png)\n"
+            if "reward_curve" in out:
+                md += "\n![search reward per evaluation](reward_curve.png)\n"
         out["markdown"].write_text(md)
         out["json"].write_text(self.to_json())
         return out
@@ -123,6 +131,13 @@ class Report:
         if self.latency_search:
             out += ["", "Latency search: " + "; ".join(
                 f"FLOPs {s['flops_fraction']:.3f} -> {s['latency_ms']:.3f} ms" for s in self.latency_search) + "."]
+        if self.search:
+            info = self.search.get("info", {})
+            out += ["", f"Search: {self.search.get('evaluations')} evaluations, "
+                    f"{len(info.get('steps', []))} steps, {info.get('plans_per_second', float('nan')):.2f} plans/s; "
+                    f"log and checkpoints in `{self.search.get('run_dir')}`"
+                    + (f"; repaired by {info['repaired']} channels to meet the budget" if info.get("repaired") else "")
+                    + "."]
         out += ["", "## Pinned groups", ""]
         out += [f"- group {g.id} ({g.size} channels; {', '.join(g.modules[:3]) or '-'}): {g.reason}" for g in self.pinned]
         out += ["" if self.pinned else "none", "", "## Groups", "", "| group | channels before | after | modules | pinned because |",

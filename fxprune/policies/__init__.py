@@ -1,7 +1,7 @@
 """Policies decide what to remove under a budget. One file each, one interface, one registry."""
-from . import global_rank, uniform  # noqa: F401 - register the built-in policies
-from .base import Policy, PolicyContext, available_policies, get_policy, register_policy
+from . import global_rank, mcq, uniform  # noqa: F401 - register the built-in policies
+from .base import Policy, PolicyContext, PolicyResult, available_policies, get_policy, register_policy
 from .importance import CRITERIA, class_importance, group_importance
 
-__all__ = ["Policy", "PolicyContext", "available_policies", "get_policy", "register_policy",
+__all__ = ["Policy", "PolicyContext", "PolicyResult", "available_policies", "get_policy", "register_policy",
            "CRITERIA", "class_importance", "group_importance"]

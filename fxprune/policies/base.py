@@ -1,8 +1,15 @@
 """The policy interface, its registry, and the budget arithmetic every policy shares.
 
-A policy sees the DepGraph (with its cost model), the budget and channel importance, and
-returns kept channel counts per group; the channels kept inside a group are always its most
-important ones. Policies never touch weights.
+A policy sees the DepGraph (with its cost model), the budget and channel importance. A *baseline*
+returns kept channel counts per group (the channels kept inside a group are always its most
+important ones). A *search* policy also gets ``ctx.evaluate`` (masked plan scoring on a reward
+split), the graph encoder, a trainer and a :class:`~fxprune.search.SearchRun` (JSONL log,
+checkpoints), and returns a :class:`PolicyResult`: a keep vector over channels, plus a model when
+it changed weights (e.g. distillation between pruning steps). Policies never touch the user's
+weights; searches train their own working copy.
+
+Third-party policies register with :func:`register_policy` or through the ``fxprune.policies``
+entry-point group (``name = "package.module:PolicyClass"``).
 """
 from __future__ import annotations
 
@@ -26,7 +33,14 @@ class PolicyContext:
     round_to: int | None = None
     seed: int = 0
     max_prune_ratio: float = 0.9  # a group keeps at least 10% of its channels (and >= min_keep)
-    data: Any = None
+    data: Any = None  # DataSplits (train, reward) for searches; a loader for taylor importance
+    criterion: str = "l2"  # the importance criterion's name, to re-score changed weights
+    evaluator: Any = None  # fxprune.search.Evaluator on the reward split (searches only)
+    trainer: Any = None  # fxprune.search.Trainer: KD fine-tuning of a working model
+    run: Any = None  # fxprune.search.SearchRun: JSONL rows, checkpoints, progress
+    config: dict = dataclasses.field(default_factory=dict)  # policy options (policy_config=)
+    max_evals: int | None = None
+    progress: bool = True
 
     def __post_init__(self) -> None:
         g = self.graph
@@ -41,6 +55,26 @@ class PolicyContext:
         rank[order] = np.arange(g.n_classes) - np.repeat(starts, self.sizes)
         self.rank = rank
         self.full = self._metric(np.ones(g.n_classes))
+
+        self._encoder = None
+
+    @property
+    def encoder(self):
+        """The GAT encoder over this graph (:class:`fxprune.search.GraphEncoder`, built on first use)."""
+        if self._encoder is None:
+            from ..search.encoder import GraphEncoder, graph_features
+
+            feats = graph_features(self.graph)
+            self._encoder = (GraphEncoder(feats.x.shape[1], seed=self.seed), feats)
+        return self._encoder
+
+    def importance_of(self, model: Any) -> np.ndarray:
+        """Class importance by this context's criterion, on ``model``'s current weights."""
+        from .importance import class_importance
+
+        calib = getattr(self.data, "calibration", None) or getattr(self.data, "train", None) or self.data
+        return class_importance(self.graph, self.criterion, calib, self.seed, model=model,
+                                limit=self.config.get("taylor_samples", 1024))
 
     # ---- budget arithmetic -------------------------------------------------------------------
     def _metric(self, keep: np.ndarray) -> float:
@@ -103,11 +137,22 @@ class PolicyContext:
         return np.where(self.prunable, np.maximum(self.round_counts(counts), 1), self.sizes)
 
 
+@dataclasses.dataclass
+class PolicyResult:
+    """What a search policy returns."""
+
+    keep: np.ndarray  # 0/1 per class of the graph
+    model: Any = None  # the working model (same structure as graph.gm) when weights changed
+    history: list[dict] = dataclasses.field(default_factory=list)  # one row per evaluation
+    info: dict[str, Any] = dataclasses.field(default_factory=dict)  # summary for the report
+
+
 class Policy(Protocol):
     name: str
+    needs_data: bool  # search policies: prune() builds an Evaluator and a SearchRun for them
 
-    def run(self, ctx: PolicyContext) -> np.ndarray:
-        """Kept channel count for every group (pinned groups: their full size)."""
+    def run(self, ctx: PolicyContext) -> np.ndarray | PolicyResult:
+        """Kept channel count for every group (pinned groups: their full size), or a PolicyResult."""
 
 
 _POLICIES: dict[str, Callable[[], Policy]] = {}
@@ -123,13 +168,39 @@ def register_policy(name: str, *aliases: str):
     return deco
 
 
+ENTRY_POINT_GROUP = "fxprune.policies"
+
+
+def _entry_points() -> dict[str, Any]:
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def _load_entry_point(name: str) -> bool:
+    ep = _entry_points().get(name)
+    if ep is None:
+        return False
+    try:
+        cls = ep.load()
+    except Exception as exc:  # any import error of a plug-in is reported with its name
+        raise FxpruneError(f"policy '{name}' from entry point '{ep.value}' failed to load: {exc}") from exc
+    if not hasattr(cls, "run"):
+        raise FxpruneError(f"entry point '{ep.value}' for policy '{name}' has no run(ctx) method")
+    _POLICIES[name] = cls
+    if not isinstance(getattr(cls, "name", None), str):
+        cls.name = name
+    return True
+
+
 def get_policy(name: str) -> Policy:
-    if isinstance(name, str) and name in _POLICIES:
+    if isinstance(name, str) and (name in _POLICIES or _load_entry_point(name)):
         return _POLICIES[name]()
     if not isinstance(name, str) and hasattr(name, "run"):
         return name
-    raise FxpruneError(f"unknown policy {name!r}; registered: {sorted(_POLICIES)}")
+    raise FxpruneError(f"unknown policy {name!r}; registered: {available_policies()}")
 
 
 def available_policies() -> list[str]:
-    return sorted(_POLICIES)
+    """Registered names and aliases, plus the ``fxprune.policies`` entry points installed."""
+    return sorted(set(_POLICIES) | set(_entry_points()))

@@ -90,8 +90,10 @@ class Evaluator:
 
     def _collect_slots(self) -> list[tuple[torch.Tensor, torch.Tensor, int, np.ndarray]]:
         slots = []
+        self._names: dict[int, str] = {}
         for name, dims in self.graph.params.items():
             t = tensor_at(self.model, name)
+            self._names[id(t)] = name
             for d, pd in dims.items():
                 if pd.role in ZEROED_FOR_DEAD:
                     slots.append((t, t.detach().clone(), d, pd.labels))
@@ -159,3 +161,37 @@ class Evaluator:
     def restore(self) -> None:
         """Put every masked tensor back to its original values."""
         self._apply(np.ones(self.graph.n_classes))
+
+    # ---- for searches whose weights change between steps (KD between pruning steps) ----------
+    @torch.no_grad()
+    def zero_dead(self, keep_vec: np.ndarray, model: torch.nn.Module | None = None) -> None:
+        """Zero the producer positions of the dropped channels of ``model`` (default: the working
+        copy) in place, leaving the kept positions as they are. Used after every optimiser step
+        while a masked model trains, so that it keeps computing what the pruned model would."""
+        alive = self.graph.atom_keep(keep_vec)
+        model = self.model if model is None else model
+        for t, _orig, d, labels in self._slots:
+            m = alive[labels]
+            if m.all():
+                continue
+            if model is not self.model:
+                t = tensor_at(model, self._names[id(t)])
+            shape = [1] * t.dim()
+            shape[d] = -1
+            t.mul_(torch.as_tensor(m, dtype=t.dtype, device=t.device).view(shape))
+
+    @torch.no_grad()
+    def rebase(self) -> None:
+        """Take the working copy's current weights as the new originals (after it was trained)."""
+        for t, orig, _d, _labels in self._slots:
+            orig.copy_(t)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The working copy's original (unmasked) weights and buffers."""
+        self.restore()
+        return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Load weights into the working copy and take them as the new originals."""
+        self.model.load_state_dict(state)
+        self.rebase()

@@ -9,6 +9,7 @@ import torchvision
 from torchvision.models import get_model, list_models
 
 import fxprune
+from fxprune.search import encode
 from fxprune.testing import dead_channel_check
 from tests.conftest import assert_dead_equivalent, real_and_fast_shapes
 
@@ -55,6 +56,9 @@ def test_zoo_prune(name):
         assert r.report.flops_ratio <= 0.5 + 1e-9
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before), "the user's model was modified"
+    if name not in INFEASIBLE:  # the GAT encoder runs on every model of the zoo
+        enc = encode(r.graph, seed=0)
+        assert enc.group.shape == (len(r.graph.groups), 64) and torch.isfinite(enc.node).all()
 
 
 CNN_FAMILIES = ("resnet", "resnext", "wide_resnet", "vgg", "densenet", "mobilenet", "efficientnet",
