@@ -162,3 +162,11 @@ def test_mcq_config_labels_every_default():
     assert set(described) == set(SOURCES)
     unknown = [k for k, v in described.items() if "[U]" in v["source"]]
     assert unknown and all("fxprune default" in described[k]["source"] for k in unknown)
+
+
+def test_a_plain_loader_works_as_data(tmp_path):
+    s = splits()
+    loader = s.train + s.reward  # any iterable of (inputs, targets) batches
+    r = fxprune.prune(trained(), 0.5, policy="mcq", data=loader, n_reward=256, example_inputs=EXAMPLE,
+                      run_dir=tmp_path / "plain", policy_config={**FAST, "kd_max_steps": 2}, progress=False)
+    assert r.report.flops_ratio <= 0.5 + 1e-9 and r.search["evaluations"] > 1
