@@ -113,6 +113,8 @@ def prune(model: torch.nn.Module, budget: Any, *, example_inputs: Any = None, po
         raise FxpruneError(f"unknown importance '{importance}'; choose one of {CRITERIA}")
     if round_to is not None and (isinstance(round_to, bool) or not isinstance(round_to, int) or round_to < 1):
         raise FxpruneError(f"round_to={round_to!r} must be a positive integer or None")
+    if isinstance(n_reward, bool) or not isinstance(n_reward, int) or n_reward < 1:
+        raise FxpruneError(f"n_reward={n_reward!r} must be a positive integer (reward samples)")
     if not 0.0 < float(max_prune_ratio) < 1.0:
         raise FxpruneError(f"max_prune_ratio={max_prune_ratio} must be in (0, 1)")
     ignore_names = _ignore_names(model, ignore)

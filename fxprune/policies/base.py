@@ -60,7 +60,7 @@ class PolicyContext:
 
     @property
     def encoder(self):
-        """The GAT encoder over this graph (:class:`fxprune.search.GraphEncoder`, built on first use)."""
+        """``(GraphEncoder, GraphFeatures)``: a seeded GAT encoder and this graph's features (built on first use)."""
         if self._encoder is None:
             from ..search.encoder import GraphEncoder, graph_features
 
@@ -72,7 +72,11 @@ class PolicyContext:
         """Class importance by this context's criterion, on ``model``'s current weights."""
         from .importance import class_importance
 
-        calib = getattr(self.data, "calibration", None) or getattr(self.data, "train", None) or self.data
+        calib = self.data
+        for split in ("calibration", "train"):
+            if getattr(self.data, split, None) is not None:
+                calib = getattr(self.data, split)
+                break
         return class_importance(self.graph, self.criterion, calib, self.seed, model=model,
                                 limit=self.config.get("taylor_samples", 1024))
 

@@ -295,18 +295,13 @@ class _Search:
         removed = 0
         while self.ratio(keep) > self.target() + 1e-12:
             room = self.room(keep)
-            live = [c[keep[c] > 0.5] for i, c in enumerate(self.classes) if room[i] > 0]
-            if not live:
+            live = [c[keep[c] > 0.5] for c in self.classes]
+            cands = [cl[np.argsort(norm[cl], kind="stable")[:r]] for cl, r in zip(live, room) if r > 0]
+            if not cands:
                 raise FxpruneError(f"mcq could not repair the plan to the budget {self.ctx.budget}: "
                                    f"every group is at its floor (ratio {self.ratio(keep):.3f})")
-            pool = np.concatenate(live)
-            chunk = max(1, len(pool) // 200)
-            drop = []
-            for i, c in enumerate(self.classes):
-                if room[i] > 0:
-                    cl = c[keep[c] > 0.5]
-                    drop.extend(cl[np.argsort(norm[cl], kind="stable")[:room[i]]].tolist())
-            drop = np.asarray(drop, np.int64)
+            chunk = max(1, sum(cl.size for cl, r in zip(live, room) if r > 0) // 200)
+            drop = np.concatenate(cands)
             drop = drop[np.argsort(norm[drop], kind="stable")[:chunk]]
             keep = keep.copy()
             keep[drop] = 0.0

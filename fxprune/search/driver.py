@@ -64,7 +64,7 @@ def run_search(pol: Any, graph, budget, *, importance: str, data: Any, seed: int
            "max_prune_ratio": max_prune_ratio, "reward_data": _data_checksum(ev), "max_evals": max_evals}
     digest = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
     folder = Path(run_dir) if run_dir is not None else cache_root() / "runs" / f"{graph.model_name}-{pol.name}-{digest}"
-    run = SearchRun(folder, key, resume=resume, max_evals=max_evals, progress=progress)
+    run = SearchRun(folder, key, resume=resume, max_evals=max_evals)
     if run.result is not None:
         log.info("the search in %s has finished before; returning its result", folder)
         keep = np.ones(graph.n_classes)

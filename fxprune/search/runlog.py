@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -45,14 +44,14 @@ class SearchRun:
     """
 
     def __init__(self, folder: str | Path, key: dict[str, Any], *, resume: bool = True,
-                 max_evals: int | None = None, progress: bool = True):
+                 max_evals: int | None = None):
         if max_evals is not None and (isinstance(max_evals, bool) or not isinstance(max_evals, int) or max_evals < 1):
             raise FxpruneError(f"max_evals={max_evals!r} must be a positive integer or None")
         self.folder = Path(folder)
         if self.folder.exists() and not self.folder.is_dir():
             raise FxpruneError(f"run_dir '{self.folder}' is a file, not a folder")
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.key, self.max_evals, self.progress = json.loads(json.dumps(key)), max_evals, progress
+        self.key, self.max_evals = json.loads(json.dumps(key)), max_evals
         meta = self.folder / "run.json"
         if not resume:
             self._clear()
@@ -71,7 +70,6 @@ class SearchRun:
             self._reload_rows(self._ckpt["n_rows"] if self._ckpt else 0)
         else:
             self._reload_rows(None)
-        self.resumed = self._ckpt is not None or self.result is not None
 
     # ---- rows ----------------------------------------------------------------------------------
     def _clear(self) -> None:
@@ -158,11 +156,3 @@ class SearchRun:
         from .plots import plot_reward_curve
 
         return plot_reward_curve(self.rows, Path(path) if path else self.folder / "reward_curve.png")
-
-    def copy_curve(self, folder: str | Path) -> Path | None:
-        src = self.folder / "reward_curve.png"
-        if not src.exists():
-            return None
-        dst = Path(folder) / "reward_curve.png"
-        shutil.copyfile(src, dst)
-        return dst
