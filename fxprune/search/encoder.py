@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import random
 
 import torch
 from torch import nn
@@ -60,7 +61,7 @@ def encode(graph, keep_vec=None, *, seed: int = 0, encoder: GraphEncoder | None 
         return enc(feats)
 
 
-def pretrain_gae(encoder: GraphEncoder, feats: GraphFeatures, *, epochs: int = 100, lr: float = 0.01,
+def pretrain_gae(encoder: GraphEncoder, feats: GraphFeatures, *, epochs: int = 100, lr: float = 0.005,
                  seed: int = 0) -> list[float]:
     """Graph-autoencoder pretraining (torch_geometric ``GAE``: inner-product decoder, reconstruction
     loss with negative sampling) of ``encoder`` in place; returns the loss per epoch."""
@@ -72,13 +73,17 @@ def pretrain_gae(encoder: GraphEncoder, feats: GraphFeatures, *, epochs: int = 1
             self.enc = enc
 
         def forward(self, x, edge_index, edge_attr):
-            return self.enc.nodes(x, edge_index, edge_attr)
+            # scaled like dot-product attention: LayerNorm'd rows have norm ~sqrt(hidden), and raw
+            # inner products that large saturate the decoder's sigmoid
+            return self.enc.nodes(x, edge_index, edge_attr) / self.enc.hidden ** 0.25
 
     model = GAE(_Wrap(encoder))
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     losses = []
+    py_state = random.getstate()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
+        random.seed(seed)
         model.train()
         for _ in range(epochs):
             opt.zero_grad()
@@ -87,6 +92,7 @@ def pretrain_gae(encoder: GraphEncoder, feats: GraphFeatures, *, epochs: int = 1
             loss.backward()
             opt.step()
             losses.append(loss.item())
+    random.setstate(py_state)
     model.eval()
     log.info("GAE pretraining: loss %.4f -> %.4f over %d epochs", losses[0], losses[-1], epochs)
     return losses
