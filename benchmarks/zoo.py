@@ -4,8 +4,9 @@ model, side by side with torch-pruning's dependency-graph build where it runs.
     python benchmarks/zoo.py [--size 224] [--models resnet50 ...] [--out benchmarks/results/zoo.md]
 
 torch-pruning is a benchmark-only install (``pip install torch-pruning``), never a dependency.
-Timings are wall-clock medians of 3 runs (prune: one run, except ResNet-50) on whatever machine
-runs this script; run it on an otherwise idle machine.
+Timings are wall-clock medians of ``--runs`` (5) runs after one warm-up each, fxprune's analyze and
+the peer's build alternating (prune: one run, except ResNet-50), on whatever machine runs this
+script; run it on an otherwise idle machine.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ warnings.filterwarnings("ignore")
 def _median(fn, n=3):
     ts = []
     for _ in range(n):
+        gc.collect()  # every timed call starts from a collected heap: no one pays for another's garbage
         t = time.perf_counter()
         out = fn()
         ts.append(time.perf_counter() - t)
@@ -53,22 +55,33 @@ def main(argv=None):
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--models", nargs="*", default=None)
     ap.add_argument("--out", default="benchmarks/results/zoo.md")
+    ap.add_argument("--runs", type=int, default=5, help="interleaved analyze / peer-build runs per model")
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
     have_tp = have_torch_pruning()
     rows = []
     for name in args.models or list_models(module=torchvision.models):
         model, x = _build(name, 299 if name.startswith("inception") else args.size)
-        t_an, graph = _median(lambda: fxprune.analyze(model, x))
-        t_pr, res = _median(lambda: fxprune.prune(model, 0.5, example_inputs=x, progress=False),
-                            n=3 if name == "resnet50" else 1)
+        fxprune.analyze(model, x)  # warm-up, like the peer's first build below
         tp_t, tp_ok = float("nan"), "not installed"
         if have_tp:
             try:
-                tp_t, _ = _median(lambda: _tp_build(model, x))
+                _tp_build(model, x)
                 tp_ok = "ok"
             except Exception as exc:  # noqa: BLE001 - record the peer's failure
                 tp_ok = f"failed: {type(exc).__name__}"
+        # analyze and the peer's build alternate, so drifts in machine speed hit both alike
+        t_an, t_tp = [], []
+        for _ in range(args.runs):
+            graph = None
+            t, graph = _median(lambda: fxprune.analyze(model, x), n=1)
+            t_an.append(t)
+            if tp_ok == "ok":
+                t_tp.append(_median(lambda: _tp_build(model, x), n=1)[0])
+        t_an = statistics.median(t_an)
+        tp_t = statistics.median(t_tp) if t_tp else tp_t
+        t_pr, res = _median(lambda: fxprune.prune(model, 0.5, example_inputs=x, progress=False),
+                            n=3 if name == "resnet50" else 1)
         r = res.report
         rows.append((name, t_an, t_pr, len(graph.prunable_groups), len(graph.pinned_groups),
                      r.flops_before / 1e9, r.flops_after / 1e9, r.params_before / 1e6, r.params_after / 1e6,
@@ -79,7 +92,8 @@ def main(argv=None):
     lines = ["# fxprune zoo benchmark", "",
              f"Command: `python {' '.join(sys.argv)}`  ",
              f"torch {torch.__version__}, torchvision {torchvision.__version__}, {torch.get_num_threads()} threads, "
-             f"input 1x3x{args.size}x{args.size} (inception 299). Times: median of 3 runs (prune: 1 run, ResNet-50: 3). "
+             f"input 1x3x{args.size}x{args.size} (inception 299). Times: median of {args.runs} runs, analyze and the "
+             "peer's graph build interleaved, each model's first (warm-up) build not counted (prune: 1 run, ResNet-50: 3). "
              "`prune` = analyze + importance + global policy + surgery at 50% FLOPs. "
              "FLOPs are multiply-accumulates counted by fxprune's cost model (conv, linear, matmul).", "",
              "| model | analyze s | prune s | prunable | pinned | GFLOPs before | after | Mparams before | after | torch-pruning graph s | torch-pruning | speed-up |",

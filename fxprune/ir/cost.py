@@ -37,16 +37,19 @@ class CostModel:
 
         self._fc, f_ids = build(flops_terms)
         self._pc, p_ids = build(param_terms)
-        rows, cols, const = [], [], np.zeros(len(dims))
-        for i, arr in enumerate(dims):
-            fixed = arr == FIXED
-            const[i] = fixed.sum()
-            c = comp[arr[~fixed]]
-            rows.append(np.full(c.size, i))
-            cols.append(c)
-        r = np.concatenate(rows) if rows else np.zeros(0, np.int64)
-        c = np.concatenate(cols) if cols else np.zeros(0, np.int64)
-        self.A = sp.csr_matrix((np.ones(r.size), (r, c)), shape=(len(dims), n_classes))
+        if dims:
+            labs = np.concatenate(dims)
+            which = np.repeat(np.arange(len(dims)), [a.size for a in dims])
+            fixed = labs == FIXED
+            const = np.bincount(which[fixed], minlength=len(dims)).astype(np.float64)
+            cols = comp[labs[~fixed]]
+            indptr = np.concatenate([[0], np.cumsum(np.bincount(which[~fixed], minlength=len(dims)))])
+        else:
+            const, cols, indptr = np.zeros(0), np.zeros(0, np.int64), np.zeros(1, np.int64)
+        # Built straight from (data, indices, indptr): rows arrive in order, so no COO sort. A
+        # class may repeat within a row (e.g. a dim labelled twice by a shuffle); a CSR product
+        # sums such duplicates, which is the count wanted.
+        self.A = sp.csr_matrix((np.ones(cols.size), cols, indptr), shape=(len(dims), n_classes))
         self.const = const
         width = max([len(x) for x in f_ids + p_ids] + [1])
         one = len(dims)  # index of an extra row fixed at 1.0

@@ -12,7 +12,7 @@ import scipy.sparse as sp
 import torch.fx as fx
 from scipy.sparse.csgraph import connected_components
 
-from ._np import unique, unique_counts, unique_inverse, unique_rows_inverse
+from ._np import code_counts, unique, unique_inverse, unique_rows_inverse
 from .context import FIXED, IN, NORM_B, NORM_W, OUT, AnalysisContext
 from .cost import CostModel
 from .trace import Traced
@@ -124,6 +124,7 @@ class DepGraph:
         sizes = np.bincount(self.group_of_class, minlength=len(keys))
         bounds = np.concatenate([[0], np.cumsum(sizes)])
         self.index_in_group = np.empty(nc, np.int64)
+        self.index_in_group[by_group] = np.arange(nc) - np.repeat(bounds[:-1], sizes)
         pinned_class = np.zeros(nc, bool)
         reasons: list[dict[str, None]] = [dict() for _ in range(len(keys))]
         for atoms, why in ctx.pins:
@@ -132,25 +133,36 @@ class DepGraph:
             for g in unique(self.group_of_class[cls]).tolist():
                 if len(reasons[g]) < 8:
                     reasons[g].setdefault(why, None)
-        self.groups = []
-        for g in range(len(keys)):
-            classes = by_group[bounds[g]:bounds[g + 1]]
-            self.index_in_group[classes] = np.arange(classes.size)
-            self.groups.append(Group(g, int(classes.size), classes, bool(pinned_class[classes].any()),
-                                     list(reasons[g]), [], []))
+        pinned = np.bincount(self.group_of_class[pinned_class], minlength=len(keys)) > 0
+        self.groups = [Group(g, int(sizes[g]), by_group[bounds[g]:bounds[g + 1]], bool(pinned[g]),
+                             list(reasons[g]), [], []) for g in range(len(keys))]
         ng = len(self.groups)
         if ctx.sources:  # sources tile the atoms in order, so src_of[i] is atom i's source
-            for k in unique(src_of * ng + self.group_of_class[comp[:src_of.size]]).tolist():
+            hits, _ = code_counts(src_of * ng + self.group_of_class[comp[:src_of.size]], nsrc * ng)
+            for k in hits.tolist():
                 s = ctx.sources[k // ng]
                 self.groups[k % ng].sources.append(f"{s.node} ({s.kind})")
+        # Members: how many positions of each parameter dim fall in each group. Dims of one
+        # layer usually share a label array (conv out, bias, norm affine and stats), so the
+        # counting runs once per distinct array.
         entries = [(name, d, pd) for name, dims in ctx.params.items() for d, pd in dims.items()]
-        labs = [pd.labels[pd.labels != FIXED] for _, _, pd in entries]
-        if entries:
-            which = np.repeat(np.arange(len(entries)), [lab.size for lab in labs])
-            keys, cnt = unique_counts(which * ng + self.group_of_class[comp[np.concatenate(labs)]])
+        slot: dict[int, int] = {}
+        arrays: list[np.ndarray] = []
+        for _, _, pd in entries:
+            if slot.setdefault(id(pd.labels), len(arrays)) == len(arrays):
+                arrays.append(pd.labels)
+        if arrays:
+            labs = np.concatenate(arrays)
+            which = np.repeat(np.arange(len(arrays)), [a.size for a in arrays])
+            live = labs != FIXED
+            keys, cnt = code_counts(which[live] * ng + self.group_of_class[comp[labs[live]]],
+                                    len(arrays) * ng)
+            per_array: list[list[tuple[int, int]]] = [[] for _ in arrays]
             for k, c in zip(keys.tolist(), cnt.tolist()):
-                name, d, pd = entries[k // ng]
-                self.groups[k % ng].members.append(Member(name, d, pd.role, int(c)))
+                per_array[k // ng].append((k % ng, c))
+            for name, d, pd in entries:
+                for g, c in per_array[slot[id(pd.labels)]]:
+                    self.groups[g].members.append(Member(name, d, pd.role, c))
 
     def _param_terms(self) -> list:
         terms = []

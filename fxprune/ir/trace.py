@@ -58,13 +58,30 @@ class _Tracer(fx.Tracer):
         return qualname in self.leaves or super().is_leaf_module(m, qualname)
 
     def call_module(self, m, forward, args, kwargs):
+        # The base class also tracks module scopes and stacks for node metadata
+        # (``nn_module_stack``) that fxprune never reads; skipping that bookkeeping is a good
+        # part of tracing time on models with many small modules.
         path = self.path_of_module(m)
         try:
-            return super().call_module(m, forward, args, kwargs)
+            if self.is_leaf_module(m, path):
+                return self.create_proxy("call_module", path, args, kwargs)
+            return forward(*args, **kwargs)
         except Exception:
             if self.fail_path is None:
                 self.fail_path = path
             raise
+
+    def create_node(self, kind, target, args, kwargs, name=None, type_expr=None):
+        # Documented override point: no scope/stack-trace metadata (see call_module). The node
+        # is created without arguments, which are attached afterwards: Graph.create_node would
+        # otherwise walk every argument with pytree to warn about raw SymInts, which tracing
+        # with static shapes never produces (a fifth of DenseNet's tracing time).
+        node = self.graph.create_node(kind, target, None, None, name, type_expr)
+        if args:
+            node.args = args
+        if kwargs:
+            node.kwargs = kwargs
+        return node
 
 
 def _module_params(mod: torch.nn.Module, prefix: str) -> Iterator[tuple[str, torch.nn.Parameter]]:
@@ -99,7 +116,8 @@ class Traced:
         return self._modules.items()
 
     def modules(self):
-        return self.root.modules()
+        # from the cached name table that analysis needs anyway: one walk of the module tree
+        return list({id(m): m for _, m in self.named_modules()}.values())
 
     def named_parameters(self) -> Iterator[tuple[str, torch.nn.Parameter]]:
         """The parameters the graph uses, named and de-duplicated as the GraphModule would."""
