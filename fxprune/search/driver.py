@@ -58,7 +58,7 @@ def run_search(pol: Any, graph, budget, *, importance: str, data: Any, seed: int
     splits = as_splits(data, n_reward, seed)
     cfg = dict(policy_config or {})
     ev = Evaluator(graph, splits.reward, n_samples=n_reward, batch_size=cfg.get("batch_size"), device=device,
-                   budget=budget)
+                   budget=budget, precision=cfg.get("precision", "fp32"))
     key = {"graph": graph.signature(), "weights": _weights_checksum(graph.gm), "budget": budget.to_dict(),
            "policy": pol.name, "config": cfg, "seed": seed, "importance": importance, "round_to": round_to,
            "max_prune_ratio": max_prune_ratio, "reward_data": _data_checksum(ev), "max_evals": max_evals}

@@ -114,3 +114,19 @@ def test_bad_metric_and_unlabelled_accuracy():
         Evaluator(graph, _data(32), n_samples=0)
     with pytest.raises(fxprune.FxpruneError, match="batch_size"):
         Evaluator(graph, _data(32), batch_size=0)
+
+
+def test_bf16_precision_close_to_fp32():
+    graph = fxprune.analyze(_randomize_bn(cifar_resnet(20)), (1, 3, 32, 32))
+    data = _data(32)
+    ev32 = Evaluator(graph, data, n_samples=None)
+    ev16 = Evaluator(graph, data, n_samples=None, precision="bf16")
+    for seed in range(3):
+        plan = random_plan(graph, seed=seed, drop=0.4)
+        a, b = ev32.evaluate(plan), ev16.evaluate(plan)
+        assert b.loss != a.loss  # the forward really ran in bfloat16 ...
+        assert b.loss == pytest.approx(a.loss, rel=0.05)  # ... and stays close to fp32
+        assert abs(b.acc - a.acc) <= 0.15
+        assert (b.flops, b.params) == (a.flops, a.params)
+    with pytest.raises(fxprune.FxpruneError, match="precision 'fp16'"):
+        Evaluator(graph, data, precision="fp16")
