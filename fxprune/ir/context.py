@@ -97,8 +97,16 @@ class AnalysisContext:
             self._ub.append(b[ok])
 
     def union_all(self, arrays: list[np.ndarray], why: str = "") -> None:
-        for other in arrays[1:]:
-            self.union(arrays[0], other, why)
+        """Couple every array position-wise with the first (one vectorised union when the sizes agree)."""
+        if len(arrays) < 2:
+            return
+        first = np.asarray(arrays[0], dtype=np.int64).ravel()
+        rest = [np.asarray(a, dtype=np.int64).ravel() for a in arrays[1:]]
+        if all(r.shape == first.shape for r in rest):
+            self.union(np.tile(first, len(rest)), np.concatenate(rest), why)
+            return
+        for other in rest:
+            self.union(first, other, why)
 
     def pin(self, atoms: np.ndarray, reason: str) -> None:
         atoms = np.asarray(atoms, dtype=np.int64).ravel()
