@@ -251,3 +251,24 @@ def test_depgraph_views(resnet18):
     assert curve[0] < curve[1] < curve[2] == pytest.approx(g.cost.full_flops)
     keep = np.ones(g.n_classes)
     assert g.cost.flops(np.stack([keep, keep * 0.5], 1))[0] == pytest.approx(g.cost.full_flops)
+
+
+class _ConstantInForward(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 3)
+        self.head = torch.nn.Conv2d(8, 4, 1)
+
+    def forward(self, x):  # torch.ones(...) is a real tensor during tracing: fx makes it a constant
+        return self.head(self.conv(x) * torch.ones(1, 8, 1, 1))
+
+
+def test_tensor_constants_never_attach_to_the_user_model():
+    model = _ConstantInForward()
+    attrs = dict(vars(model))
+    res = fxprune.prune(model, 0.5, example_inputs=(1, 3, 16, 16))
+    assert vars(model).keys() == attrs.keys()
+    assert all(vars(model)[k] is v for k, v in attrs.items())
+    assert any(n.op == "get_attr" and "constant" in n.target for n in res.model.graph.nodes)
+    x = torch.randn(2, 3, 16, 16)
+    assert res.model(x).shape == (2, 4, 14, 14)

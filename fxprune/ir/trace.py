@@ -8,6 +8,7 @@ line of code.
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import os
 import traceback
@@ -36,6 +37,42 @@ _HERE = os.path.dirname(os.path.dirname(__file__))
 _PLAIN = (int, float, bool, str, type(None))
 
 
+class _Proxy(fx.Proxy):
+    """A Proxy whose ``__torch_function__`` finds its tracer without a pytree walk when the
+    arguments are flat (proxies and constants, or one level of list/tuple of them, as in
+    ``F.relu(x)`` or ``torch.cat([a, b], 1)``); anything else takes torch.fx's own path."""
+
+    @classmethod
+    def __torch_function__(cls, orig_method, types, args=None, kwargs=None):
+        args = args if args else ()
+        kwargs = kwargs if kwargs else {}
+        tracer = None
+        for a in (*args, *kwargs.values()):
+            t = type(a)
+            items = a if t is list or t is tuple else (a,)
+            for b in items:
+                tb = type(b)
+                if tb is _Proxy:
+                    if tracer is not None and b.tracer is not tracer:
+                        tracer = None
+                        break
+                    tracer = b.tracer
+                elif tb not in _PLAIN and not isinstance(b, (torch.dtype, torch.device, torch.Size)):
+                    tracer = None  # nested or unusual arguments: the general path below
+                    break
+            else:
+                continue
+            break
+        else:
+            if (tracer is not None and not isinstance(orig_method, torch._C.ScriptMethod)
+                    and not isinstance(orig_method, torch._ops.HigherOrderOperator)):
+                if torch.overrides.is_tensor_method_or_property(orig_method):
+                    return tracer.create_proxy("call_method", orig_method.__name__, args, kwargs)
+                return tracer.create_proxy("call_function", orig_method, args, kwargs,
+                                           name=tracer.graph._target_to_str(orig_method.__name__))
+        return super().__torch_function__(orig_method, types, args, kwargs)
+
+
 class _Tracer(fx.Tracer):
     def __init__(self, leaves: set[str]):
         super().__init__()
@@ -46,13 +83,16 @@ class _Tracer(fx.Tracer):
         # Fast path for the argument types met on almost every node; the result is what the base
         # class returns for them (a Proxy's node, a constant as is, containers element-wise).
         t = type(a)
-        if t is fx.Proxy:
+        if t is _Proxy or t is fx.Proxy:
             return a.node
         if t in _PLAIN:
             return a
         if t is tuple or t is list:
             return t([self.create_arg(x) for x in a])
         return super().create_arg(a)
+
+    def proxy(self, node: fx.Node) -> fx.Proxy:
+        return _Proxy(node, self)
 
     def is_leaf_module(self, m: torch.nn.Module, qualname: str) -> bool:
         return qualname in self.leaves or super().is_leaf_module(m, qualname)
@@ -155,13 +195,25 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}"
 
 
+def _shallow_root(model: torch.nn.Module) -> torch.nn.Module:
+    """A shallow copy of the top-level module (same submodules, parameters and buffers) for the
+    tracer to work on: torch.fx stores tensors created inside ``forward`` (e.g. MaxViT's relative
+    position index) as ``_tensor_constantN`` attributes on the traced root, which must not be the
+    user's model."""
+    try:
+        return copy.copy(model)
+    except Exception:  # noqa: BLE001 - a module that refuses copying is traced as is
+        log.debug("could not copy %s; tracing it in place", type(model).__name__)
+        return model
+
+
 def trace(model: torch.nn.Module, max_leaves: int = 64) -> Traced:
     """Symbolically trace ``model``; untraceable submodules become leaves."""
     leaves: dict[str, str] = {}
     for _ in range(max_leaves + 1):
         tracer = _Tracer(set(leaves))
         try:
-            graph = tracer.trace(model)
+            graph = tracer.trace(_shallow_root(model))
         except Exception as exc:  # noqa: BLE001 - any tracing error is reported
             path = tracer.fail_path
             if not path or path in leaves:
