@@ -21,12 +21,10 @@ from pathlib import Path
 import torch
 
 import fxprune
-from fxprune.data import load_npz_folder, reward_split
+from _common import cifar_resnet56
 from fxprune.finetune import accuracy
-from fxprune.models import load_cifar_resnet
 from fxprune.search import DataSplits
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 MCQ_CPU = {"samples": 10, "rounds": 2, "depth": 1, "step_ratio": 0.05, "kd_max_steps": 40, "batch_size": 500}
 
 
@@ -48,13 +46,7 @@ def main(argv=None):
     ap.add_argument("--alpha", type=float, default=None, help="mcq's FLOPs reward weight (default: its strategy's)")
     ap.add_argument("--out", default="benchmarks/results/cifar10_resnet56.md")
     args = ap.parse_args(argv)
-    if not SHARED.is_dir():
-        sys.exit(f"needs {SHARED} (CIFAR-10 and the pretrained ResNet-56)")
-    torch.set_num_threads(args.threads)
-    model = load_cifar_resnet(SHARED / "weights" / "resnet56-4bfd9763.th")
-    test = load_npz_folder(SHARED / "cifar10", "test")
-    train = load_npz_folder(SHARED / "cifar10", "train")
-    rest, reward = reward_split(train, 1000, seed=0)
+    model, test, rest, reward = cifar_resnet56(args.threads)
     test_loader = test.loader(500)
     base_acc = accuracy(model, test_loader)
     print(f"unpruned test accuracy {base_acc:.4f}", flush=True)

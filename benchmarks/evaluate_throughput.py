@@ -19,12 +19,9 @@ import numpy as np
 import torch
 
 import fxprune
-from fxprune.data import load_npz_folder, reward_split
+from _common import cifar_resnet56
 from fxprune.finetune import accuracy
-from fxprune.models import load_cifar_resnet
 from fxprune.testing import random_plan
-
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def main(argv=None):
@@ -35,15 +32,10 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="benchmarks/results/evaluate_throughput.md")
     args = ap.parse_args(argv)
-    if not SHARED.is_dir():
-        sys.exit(f"needs {SHARED} (CIFAR-10 and the pretrained ResNet-56)")
-    torch.set_num_threads(args.threads)
-    model = load_cifar_resnet(SHARED / "weights" / "resnet56-4bfd9763.th")
-    test = load_npz_folder(SHARED / "cifar10", "test")
+    model, test, _, reward = cifar_resnet56(args.threads, args.n)
     t = time.perf_counter()
     test_acc = accuracy(model, test.loader(args.batch))
     t_test = time.perf_counter() - t
-    _, reward = reward_split(load_npz_folder(SHARED / "cifar10", "train"), args.n, seed=0)
     graph = fxprune.analyze(model, (1, 3, 32, 32))
     evs = {p: fxprune.Evaluator(graph, reward.loader(args.batch), n_samples=args.n, batch_size=args.batch,
                                 precision=p) for p in ("fp32", "bf16")}

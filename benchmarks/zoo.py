@@ -73,7 +73,6 @@ def main(argv=None):
         # analyze and the peer's build alternate, so drifts in machine speed hit both alike
         t_an, t_tp = [], []
         for _ in range(args.runs):
-            graph = None
             t, graph = _median(lambda: fxprune.analyze(model, x), n=1)
             t_an.append(t)
             if tp_ok == "ok":

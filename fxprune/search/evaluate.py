@@ -11,9 +11,9 @@ checks that the two give the same metrics.
 
 Precision: ``"fp32"`` (default; the masked == surgery oracle holds to float rounding) or
 ``"bf16"``: the forward runs under ``torch.autocast`` in bfloat16, which on CPUs with AVX-512 BF16 or
-AMX (and on CUDA) is about three times faster (CIFAR ResNet-56, 1,000 images, 2 cores:
-``benchmarks/results/evaluate_throughput.md``). Scores then differ from fp32 by a little rounding
-noise, enough to reorder near-ties between plans but not to change which plans are good.
+AMX (and on CUDA) is several times faster (3.5x for CIFAR ResNet-56, 1,000 images, 2 cores:
+``benchmarks/results/evaluate_throughput.md``). Scores then differ from fp32 by rounding noise (at
+most 0.2 points of accuracy over 10 random plans there), enough to reorder near-ties between plans.
 
 Metrics: top-1 accuracy and cross-entropy when the data has labels; otherwise (or with
 ``metric="distill"``) a label-free agreement score with the unpruned model: the fraction of

@@ -141,6 +141,7 @@ def test_gat_initialisation_changes_the_starting_distribution(tmp_path):
     ({"data": None}, "needs data|pass data="),
     ({"policy_config": {"nosuch": 1}}, "unknown mcq option"),
     ({"policy_config": {"step_ratio": 2}}, "step_ratio"),
+    ({"policy_config": {"precision": "fp16"}}, "precision"),
     ({"n_reward": 0}, "n_reward"),
 ])
 def test_bad_input_gives_clear_errors(tmp_path, kw, match):
