@@ -32,6 +32,8 @@ def _mcq_config(args) -> dict:
     cfg = {**MCQ_CPU, "precision": args.precision}
     if args.alpha is not None:
         cfg["alpha"] = args.alpha
+    if args.init != "size":
+        cfg["init"] = args.init
     return cfg
 
 
@@ -44,6 +46,7 @@ def main(argv=None):
     ap.add_argument("--precision", default="bf16", choices=["fp32", "bf16"], help="mcq's plan evaluation")
     ap.add_argument("--seed", type=int, default=0, help="mcq's seed")
     ap.add_argument("--alpha", type=float, default=None, help="mcq's FLOPs reward weight (default: its strategy's)")
+    ap.add_argument("--init", default="size", choices=["size", "gat", "global"], help="mcq's initial distribution")
     ap.add_argument("--out", default="benchmarks/results/cifar10_resnet56.md")
     args = ap.parse_args(argv)
     model, test, rest, reward = cifar_resnet56(args.threads)

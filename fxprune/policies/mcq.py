@@ -67,6 +67,7 @@ class _Search:
         self.rng = np.random.default_rng(ctx.seed)
         self.teacher = None
         self.bar = None
+        self._global: np.ndarray | None = None
 
     # ---- plan arithmetic ---------------------------------------------------------------------
     def alive_counts(self, keep: np.ndarray) -> np.ndarray:
@@ -112,6 +113,8 @@ class _Search:
         return lo
 
     def init_p(self) -> np.ndarray:
+        if self.cfg.init == "global":  # not RL-Pruner: warm start from the `global` policy's allocation
+            return project(self.global_shares(), self.cfg.p_min)
         w = self.sizes.astype(np.float64)
         if self.cfg.quota_weighting == "producer_filters":
             g = self.ctx.graph
@@ -124,6 +127,21 @@ class _Search:
                 wv = torch.randn(h.shape[1], generator=torch.Generator().manual_seed(self.ctx.seed))
                 w = w * torch.softmax(h @ wv, 0).double().numpy()
         return project(w / w.sum(), self.cfg.p_min)
+
+    def global_shares(self) -> np.ndarray:
+        """Each prunable group's share of the channels that the ``global`` policy removes at this
+        budget (ranked on the initial importance), so the quota is first spent where it would cut."""
+        if self._global is None:
+            from .global_rank import GlobalRank
+
+            kept = np.asarray(GlobalRank().run(self.ctx), np.int64)
+            removed = (self.ctx.sizes - kept)[self.gids].astype(np.float64)
+            if removed.sum() <= 0:  # nothing to cut: fall back to the size-proportional start
+                removed = self.sizes.astype(np.float64)
+            self._global = removed / removed.sum()
+            log.info("mcq: init='global' starts from %d groups that global cuts (of %d)",
+                     int((removed > 0).sum()), removed.size)
+        return self._global
 
     def estimate_steps(self, p: np.ndarray, imp: np.ndarray) -> int:
         if self.metric == "channels":

@@ -39,7 +39,8 @@ SOURCES: dict[str, str] = {
     "student_weight": "KD function default [C]",
     "collapse_threshold": "RL-Pruner main loop [C]",
     "taylor_samples": f"{FXPRUNE_DEFAULT}: 1024 training images [U]",
-    "init": f"{FXPRUNE_DEFAULT}: 'size' (p ∝ C_g, as in the code); 'gat' is not RL-Pruner [C]/[U]",
+    "init": (f"{FXPRUNE_DEFAULT}: 'size' (p ∝ C_g, as in the code); 'gat' and 'global' (p ∝ the channels "
+             "the `global` policy removes at this budget) are not RL-Pruner [C]/[U]"),
     "max_steps": f"{FXPRUNE_DEFAULT}: safety cap on pruning steps [U]",
     "batch_size": f"{FXPRUNE_DEFAULT}: evaluation/KD batch size [U]",
     "precision": f"{FXPRUNE_DEFAULT}: 'fp32' plan evaluation; 'bf16' is ~3.5x faster on CPUs with AVX-512 BF16 [U]",
@@ -77,7 +78,7 @@ class MCQConfig:
     student_weight: float = 0.25
     collapse_threshold: float = 0.1
     taylor_samples: int = 1024
-    init: str = "size"  # size | gat
+    init: str = "size"  # size | gat | global
     max_steps: int = 200
     batch_size: int = 256
     precision: str = "fp32"  # of plan evaluation: fp32 | bf16 (fxprune.search.Evaluator)
@@ -93,7 +94,7 @@ class MCQConfig:
             (self.eps_schedule in ("constant", "linear", "cosine"), "eps_schedule: constant, linear or cosine"),
             (self.reward in (*_REWARDS, "auto"), f"reward: one of {[*_REWARDS, 'auto']}"),
             (self.quota_weighting in ("channels", "producer_filters"), "quota_weighting: channels or producer_filters"),
-            (self.init in ("size", "gat"), "init: size or gat"),
+            (self.init in ("size", "gat", "global"), "init: size, gat or global"),
             (self.kd_period >= 1 and self.kd_epochs > 0, "kd_period must be >= 1 and kd_epochs > 0"),
             (self.max_steps >= 1 and self.batch_size >= 1, "max_steps and batch_size must be >= 1"),
             (self.precision in PRECISIONS, f"precision: one of {', '.join(PRECISIONS)}"),

@@ -137,11 +137,29 @@ def test_gat_initialisation_changes_the_starting_distribution(tmp_path):
     assert first != [row["reward"] for row in size.search["history"] if row.get("step") == 1]
 
 
+def test_global_initialisation_starts_from_the_global_allocation(tmp_path):
+    g = fxprune.analyze(trained(), EXAMPLE)
+    glob = fxprune.prune(trained(), 0.5, policy="global", example_inputs=EXAMPLE).plan.kept_counts(g)
+    sizes = np.array([grp.size for grp in g.groups])
+    cut = sizes - glob
+    plans = {init: run(tmp_path, init, policy_config={"kd": False, "init": init, "noise": 0.0, "eps0": 0.0})
+             for init in ("global", "size")}
+    for r in plans.values():
+        assert r.report.flops_ratio <= 0.5 + 1e-9
+    assert plans["global"].search["info"]["config"]["init"]["value"] == "global"
+    dist = {k: np.abs(r.plan.kept_counts(g) - glob).sum() for k, r in plans.items()}
+    assert dist["global"] < dist["size"], dist
+    # without noise or exploration it removes channels only where global cuts
+    removed = sizes - plans["global"].plan.kept_counts(g)
+    assert removed.sum() > 0 and np.all(removed[cut == 0] == 0), (removed, cut)
+
+
 @pytest.mark.parametrize("kw, match", [
     ({"data": None}, "needs data|pass data="),
     ({"policy_config": {"nosuch": 1}}, "unknown mcq option"),
     ({"policy_config": {"step_ratio": 2}}, "step_ratio"),
     ({"policy_config": {"precision": "fp16"}}, "precision"),
+    ({"policy_config": {"init": "greedy"}}, "init"),
     ({"n_reward": 0}, "n_reward"),
 ])
 def test_bad_input_gives_clear_errors(tmp_path, kw, match):
