@@ -80,6 +80,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--warmup", type=int, default=10)
     s.add_argument("--runs", type=int, default=50)
     s.add_argument("--min-speedup", type=float, default=None, help="exit 1 unless B is at least this much faster")
+    s.add_argument("--no-spinning", action="store_true",
+                   help="turn off ONNX Runtime's thread spinning (session.intra_op.allow_spinning=0)")
     s.add_argument("--json", action="store_true", help="print JSON instead of text")
     return p
 
@@ -169,7 +171,8 @@ def _cmd_bench(args) -> int:
 
     from .export import compare_latency, measure_latency
 
-    kw = dict(threads=args.threads, batch=args.batch, warmup=args.warmup, runs=args.runs, progress=True)
+    kw = dict(threads=args.threads, batch=args.batch, warmup=args.warmup, runs=args.runs, progress=True,
+              spinning=not args.no_spinning)
     if args.b is None:
         lat = measure_latency(args.a, **kw)
         print(json.dumps(dataclasses.asdict(lat), indent=1) if args.json else lat)

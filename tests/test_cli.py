@@ -56,7 +56,9 @@ def test_saved_model_feeds_export_analyze_and_bench(pruned, capsys):
     assert "pinned" in capsys.readouterr().out
     assert main(["bench", str(d / "r18.onnx"), "--runs", "5", "--warmup", "1", "--json"]) == 0
     lat = json.loads(capsys.readouterr().out)
-    assert lat["median_ms"] > 0 and lat["p90_ms"] >= lat["median_ms"]
+    assert lat["median_ms"] > 0 and lat["p90_ms"] >= lat["median_ms"] and lat["spinning"] is True
+    assert main(["bench", str(d / "r18.onnx"), "--runs", "3", "--warmup", "1", "--json", "--no-spinning"]) == 0
+    assert json.loads(capsys.readouterr().out)["spinning"] is False
     assert main(["bench", str(d / "rep" / "original.onnx"), str(d / "r18.onnx"), "--runs", "6", "--json"]) == 0
     cmp = json.loads(capsys.readouterr().out)
     assert cmp["speedup"] == pytest.approx(cmp["a"]["median_ms"] / cmp["b"]["median_ms"])

@@ -66,6 +66,43 @@ def test_compare_is_interleaved_and_reports_the_ratio():
     assert log == ["a", "b"] + ["a", "b", "b", "a", "b", "a", "a", "b"]
 
 
+class SpinningSession(FakeSession):
+    """A fake 2-thread session whose run is slowed by 100 ms when another session ran last and
+    has not been left idle (its spinning pool threads would still hold a core)."""
+
+    last = {"name": None, "idle": True}
+
+    def run(self, outputs, feed):
+        if self.last["name"] not in (None, self.name) and not self.last["idle"]:
+            self.clock.now += 0.1
+        self.last.update(name=self.name, idle=False)
+        super().run(outputs, feed)
+
+    def get_session_options(self):
+        return types.SimpleNamespace(intra_op_num_threads=2, graph_optimization_level="ORT_ENABLE_ALL")
+
+
+@pytest.mark.parametrize("block", [1, 3])
+def test_multithreaded_compare_runs_blocks_after_a_pause(block):
+    clock, log, pauses = Clock(), [], []
+    SpinningSession.last.update(name=None, idle=True)
+
+    def sleep(s):
+        pauses.append(s)
+        SpinningSession.last["idle"] = True
+
+    a, b = SpinningSession(clock, [10], log, "a"), SpinningSession(clock, [4], log, "b")
+    cmp = compare_latency(a, b, batch=3, warmup=0, runs=6, timer=clock, block=block, pause_s=0.02, sleep=sleep)
+    # every timed run found the other session idle: the medians are the clean costs
+    assert (cmp.a.median_ms, cmp.b.median_ms) == (pytest.approx(10.0), pytest.approx(4.0))
+    assert cmp.a.runs == cmp.b.runs == 6
+    rounds = 6 // block
+    assert pauses == [0.02] * (2 * rounds)
+    # each block: one untimed wake-up run, then `block` timed runs; the order alternates
+    first = ["a"] * (block + 1) + ["b"] * (block + 1)
+    assert log[:2 * (block + 1)] == first and len(log) == 2 * rounds * (block + 1)
+
+
 def test_real_latency_is_sane(tmp_path):
     m = torchvision.models.resnet18(weights=None).eval()
     r = fxprune.prune(m, 0.5, example_inputs=(1, 3, 64, 64))
@@ -74,6 +111,9 @@ def test_real_latency_is_sane(tmp_path):
     assert 0 < lat.min_ms <= lat.median_ms <= lat.p90_ms
     assert lat.std_ms >= 0 and lat.batch == 2 and lat.threads == 1 and lat.provider == "CPUExecutionProvider"
     assert lat.input_shapes == [(2, 3, 64, 64)]
+    assert lat.spinning is True  # ONNX Runtime's default, recorded with the result
+    a = fxprune.compare_latency(p, p, threads=2, warmup=1, runs=4, block=2, spinning=False).a
+    assert a.threads == 2 and a.spinning is False and a.runs == 4 and a.median_ms > 0
 
 
 def test_check_latency_efficiency_and_errors(tmp_path):

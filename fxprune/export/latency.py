@@ -2,7 +2,8 @@
 
 Every measurement warms up first, times single ``session.run`` calls and reports robust statistics
 (median, p90) next to mean/std, plus the ONNX Runtime settings used. Two models are compared with
-interleaved runs (A B B A …), so drift in machine load hits both equally, and the comparison
+interleaved runs (A B B A … at one thread; short alternating blocks at more, see
+:func:`measure_interleaved`), so drift in machine load hits both equally, and the comparison
 reports the ratio of medians.
 """
 from __future__ import annotations
@@ -37,6 +38,7 @@ class Latency:
     graph_optimization_level: str
     input_shapes: list[tuple[int, ...]]
     model: str = ""
+    spinning: bool | None = None  # ONNX Runtime's session.intra_op.allow_spinning (None: not known)
 
     def __str__(self) -> str:
         return (f"{self.model or 'model'}: median {self.median_ms:.3f} ms, p90 {self.p90_ms:.3f} ms, "
@@ -68,14 +70,14 @@ class _Runner:
     """One ONNX Runtime session with fixed random inputs of the requested batch size."""
 
     def __init__(self, source: Any, threads: int, batch: int, input_shapes: Sequence[Sequence[int]] | None,
-                 optimization: str, seed: int):
+                 optimization: str, seed: int, spinning: bool = True):
         from .onnx_export import session
 
         if isinstance(source, (str, Path)):
             if not Path(source).is_file():
                 raise FxpruneError(f"no ONNX file at '{source}'")
             try:
-                self.sess = session(source, threads, optimization)
+                self.sess = session(source, threads, optimization, spinning)
             except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types
                 raise FxpruneError(f"ONNX Runtime cannot load '{source}': {exc}") from exc
             self.name = Path(source).name
@@ -107,6 +109,10 @@ class _Runner:
         opts = self.sess.get_session_options()
         self.threads = opts.intra_op_num_threads
         self.level = str(opts.graph_optimization_level).rsplit(".", 1)[-1]
+        try:
+            self.spinning: bool | None = opts.get_session_config_entry("session.intra_op.allow_spinning") != "0"
+        except Exception:  # noqa: BLE001 - an entry never set (ORT's default: spinning) or a foreign session
+            self.spinning = True if hasattr(opts, "get_session_config_entry") else None
         self.provider = self.sess.get_providers()[0]
 
     def time_once(self, timer: Timer) -> float:
@@ -117,7 +123,7 @@ class _Runner:
     def stats(self, samples, warmup: int, batch: int) -> Latency:
         return _stats(samples, warmup=warmup, batch=self.shapes[0][0] if self.shapes and self.shapes[0] else batch,
                       threads=self.threads, provider=self.provider, graph_optimization_level=self.level,
-                      input_shapes=self.shapes, model=self.name)
+                      input_shapes=self.shapes, model=self.name, spinning=self.spinning)
 
 
 def _check_counts(threads: int, batch: int, warmup: int, runs: int) -> None:
@@ -129,15 +135,16 @@ def _check_counts(threads: int, batch: int, warmup: int, runs: int) -> None:
 def measure_latency(onnx_path_or_session: Any, *, threads: int = 1, batch: int = 1, warmup: int = 10,
                     runs: int = 50, input_shapes: Sequence[Sequence[int]] | None = None,
                     optimization: str = "all", timer: Timer = time.perf_counter, seed: int = 0,
-                    progress: bool = False) -> Latency:
+                    progress: bool = False, spinning: bool = True) -> Latency:
     """Median/p90/mean/std latency of one ``session.run`` in ONNX Runtime (CPU provider).
 
-    A path gets a fresh session with ``threads`` intra-op threads and graph optimization
-    ``optimization`` (all/extended/basic/none); a session is used as it is. Inputs are random,
-    with the dynamic batch dim set to ``batch``. ``timer`` is injectable (tests, other clocks).
+    A path gets a fresh session with ``threads`` intra-op threads, graph optimization
+    ``optimization`` (all/extended/basic/none) and ONNX Runtime's default thread spinning
+    (``spinning=False`` turns it off); a session is used as it is. Inputs are random, with the
+    dynamic batch dim set to ``batch``. ``timer`` is injectable (tests, other clocks).
     """
     _check_counts(threads, batch, warmup, runs)
-    r = _Runner(onnx_path_or_session, threads, batch, input_shapes, optimization, seed)
+    r = _Runner(onnx_path_or_session, threads, batch, input_shapes, optimization, seed, spinning)
     for _ in range(warmup):
         r.time_once(timer)
     from tqdm.auto import tqdm
@@ -150,11 +157,22 @@ def measure_latency(onnx_path_or_session: Any, *, threads: int = 1, batch: int =
 def measure_interleaved(sources: Sequence[Any], *, threads: int = 1, batch: int = 1, warmup: int = 10,
                         runs: int = 50, input_shapes: Sequence[Sequence[int]] | None = None,
                         optimization: str = "all", timer: Timer = time.perf_counter, seed: int = 0,
-                        progress: bool = False) -> list[Latency]:
-    """Measure several models in rounds: every round runs each model once, in an order that rotates
-    and reverses from round to round, so load changes on the machine affect all of them alike."""
+                        progress: bool = False, spinning: bool = True, block: int = 10, pause_s: float = 0.05,
+                        sleep: Callable[[float], None] = time.sleep) -> list[Latency]:
+    """Measure several models in rounds whose order rotates and reverses from round to round, so
+    load changes on the machine affect all of them alike.
+
+    At one intra-op thread every round runs each model once. With more threads, a session's idle
+    pool threads keep spinning for a while after its run and would steal a core from the next
+    model's run; so every round gives each model a block: ``pause_s`` of sleep (the other
+    session's threads go idle), one untimed run (its own threads wake up), then ``block`` timed
+    runs. (Measured on 2 cores: run-by-run alternation with spinning made ResNet-50 look ~1.8x
+    slower than it runs alone.)
+    """
     _check_counts(threads, batch, warmup, runs)
-    runners = [_Runner(s, threads, batch, input_shapes, optimization, seed) for s in sources]
+    if isinstance(block, bool) or not isinstance(block, int) or block < 1 or pause_s < 0:
+        raise FxpruneError(f"block={block!r} must be an integer >= 1 and pause_s={pause_s!r} >= 0")
+    runners = [_Runner(s, threads, batch, input_shapes, optimization, seed, spinning) for s in sources]
     for _ in range(warmup):
         for r in runners:
             r.time_once(timer)
@@ -162,19 +180,28 @@ def measure_interleaved(sources: Sequence[Any], *, threads: int = 1, batch: int 
     from tqdm.auto import tqdm
 
     n = len(runners)
-    for k in tqdm(range(runs), desc="latency (interleaved)", disable=not progress, leave=False):
+    pooled = any(r.threads != 1 for r in runners)  # 0 = ONNX Runtime's default: one thread per core
+    per_round = block if pooled else 1
+    rounds = -(-runs // per_round)
+    for k in tqdm(range(rounds), desc="latency (interleaved)", disable=not progress, leave=False):
         order = [(i + k // 2) % n for i in range(n)]
         for i in (order if k % 2 == 0 else order[::-1]):
-            samples[i].append(runners[i].time_once(timer))
+            if pooled:
+                sleep(pause_s)
+                runners[i].time_once(timer)
+            samples[i] += [runners[i].time_once(timer) for _ in range(min(per_round, runs - k * per_round))]
     return [r.stats(s, warmup, batch) for r, s in zip(runners, samples)]
 
 
 def compare_latency(a: Any, b: Any, *, threads: int = 1, batch: int = 1, warmup: int = 10, runs: int = 50,
                     input_shapes: Sequence[Sequence[int]] | None = None, optimization: str = "all",
-                    timer: Timer = time.perf_counter, seed: int = 0, progress: bool = False) -> Comparison:
-    """Measure A and B interleaved (A B, then B A, ... so neither always runs first);
-    ``Comparison.speedup`` is median(A) / median(B)."""
+                    timer: Timer = time.perf_counter, seed: int = 0, progress: bool = False,
+                    spinning: bool = True, block: int = 10, pause_s: float = 0.05,
+                    sleep: Callable[[float], None] = time.sleep) -> Comparison:
+    """Measure A and B interleaved (A B, then B A, ... so neither always runs first; in blocks at
+    more than one thread, see :func:`measure_interleaved`); ``Comparison.speedup`` is
+    median(A) / median(B)."""
     la, lb = measure_interleaved([a, b], threads=threads, batch=batch, warmup=warmup, runs=runs,
                                  input_shapes=input_shapes, optimization=optimization, timer=timer, seed=seed,
-                                 progress=progress)
+                                 progress=progress, spinning=spinning, block=block, pause_s=pause_s, sleep=sleep)
     return Comparison(la, lb)
