@@ -142,6 +142,9 @@ def test_measure_latency_bad_input(tmp_path):
         measure_latency(bad, runs=0)
     with pytest.raises(fxprune.FxpruneError, match="path or an onnxruntime session"):
         measure_latency(42)
+    for kw in ({"block": 0}, {"block": 2.5}, {"pause_s": -1.0}):
+        with pytest.raises(fxprune.FxpruneError, match="block=.*pause_s="):
+            compare_latency(bad, bad, threads=2, **kw)
 
 
 # ---- latency budgets, with fake latency functions (deterministic) ------------------------------

@@ -109,10 +109,11 @@ class _Runner:
         opts = self.sess.get_session_options()
         self.threads = opts.intra_op_num_threads
         self.level = str(opts.graph_optimization_level).rsplit(".", 1)[-1]
+        get = getattr(opts, "get_session_config_entry", None)  # None: not an onnxruntime session
         try:
-            self.spinning: bool | None = opts.get_session_config_entry("session.intra_op.allow_spinning") != "0"
-        except Exception:  # noqa: BLE001 - an entry never set (ORT's default: spinning) or a foreign session
-            self.spinning = True if hasattr(opts, "get_session_config_entry") else None
+            self.spinning: bool | None = None if get is None else get("session.intra_op.allow_spinning") != "0"
+        except RuntimeError:  # the entry was never set: ONNX Runtime's default, spinning
+            self.spinning = True
         self.provider = self.sess.get_providers()[0]
 
     def time_once(self, timer: Timer) -> float:
@@ -166,8 +167,7 @@ def measure_interleaved(sources: Sequence[Any], *, threads: int = 1, batch: int 
     pool threads keep spinning for a while after its run and would steal a core from the next
     model's run; so every round gives each model a block: ``pause_s`` of sleep (the other
     session's threads go idle), one untimed run (its own threads wake up), then ``block`` timed
-    runs. (Measured on 2 cores: run-by-run alternation with spinning made ResNet-50 look ~1.8x
-    slower than it runs alone.)
+    runs (``benchmarks/ort_threading.py`` measures the difference on this machine).
     """
     _check_counts(threads, batch, warmup, runs)
     if isinstance(block, bool) or not isinstance(block, int) or block < 1 or pause_s < 0:

@@ -105,9 +105,9 @@ def session(path: str | Path, threads: int = 1, optimization: str = "all", spinn
     """An ONNX Runtime CPU session with ``threads`` intra-op threads and sequential execution.
 
     ``spinning`` keeps ONNX Runtime's default: idle pool threads spin briefly before they sleep, so
-    consecutive ops do not pay a thread wake-up each (measured: at 2 threads a pruned MobileNetV2
-    runs ~20% faster than with spinning off). Comparisons therefore alternate models in blocks
-    (see :func:`fxprune.export.measure_interleaved`)."""
+    consecutive ops do not pay a thread wake-up each (``benchmarks/results/ort_threading.md``
+    compares both settings). Comparisons therefore alternate models in blocks (see
+    :func:`fxprune.export.measure_interleaved`)."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()

@@ -10,9 +10,9 @@ without channel-mixing normalisation or attention: the dead-channel oracle), and
 checks that the two give the same metrics.
 
 Precision: ``"fp32"`` (default; the masked == surgery oracle holds to float rounding) or
-``"bf16"``: the forward runs under ``torch.autocast`` in bfloat16, which on CPUs with AVX-512 BF16 or
-AMX (and on CUDA) is several times faster (3.5x for CIFAR ResNet-56, 1,000 images, 2 cores:
-``benchmarks/results/evaluate_throughput.md``). Scores then differ from fp32 by rounding noise (at
+``"bf16"``: the forward runs under ``torch.autocast`` in bfloat16, which is 3.5x faster on this
+project's 2-core AVX-512 BF16 CPU (CIFAR ResNet-56, 1,000 images:
+``benchmarks/results/evaluate_throughput.md``); how much it gains elsewhere depends on the hardware. Scores then differ from fp32 by rounding noise (at
 most 0.2 points of accuracy over 10 random plans there), enough to reorder near-ties between plans.
 
 Metrics: top-1 accuracy and cross-entropy when the data has labels; otherwise (or with
