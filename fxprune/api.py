@@ -14,9 +14,11 @@ import torch.fx as fx
 from .budget import Budget
 from .errors import FxpruneError, NothingToPrune, PlanError
 from .ir import DepGraph, analyze
+from .ir.trace import inputs_from_spec
 from .passes import prune_channels
 from .plan import Plan
 from .policies import CRITERIA, PolicyContext, PolicyResult, class_importance, get_policy
+from .policies.allocation import AUTO, check_round_to
 from .report import Report, build_report
 
 log = logging.getLogger(__name__)
@@ -68,7 +70,7 @@ def _check_model(model: Any) -> None:
 
 
 def prune(model: torch.nn.Module, budget: Any, *, example_inputs: Any = None, policy: Any = "global",
-          importance: str = "l2", round_to: int | None = None, ignore: Iterable[Any] = (),
+          importance: str = "l2", round_to: int | str | None = "auto", ignore: Iterable[Any] = (),
           data: Any = None, seed: int = 0, max_prune_ratio: float = 0.9, latency_fn: Any = None,
           latency_threads: int = 1, progress: bool = True, policy_config: dict | None = None,
           run_dir: str | Path | None = None, resume: bool = True, max_evals: int | None = None,
@@ -77,12 +79,14 @@ def prune(model: torch.nn.Module, budget: Any, *, example_inputs: Any = None, po
 
     ``budget``: a float (fraction of FLOPs to keep) or a :class:`Budget`. ``policy``: a registered
     name ("global", "uniform", ...). ``importance``: one of ``l1, l2, bn, taylor, random``
-    (``taylor`` needs ``data``). ``round_to``: keep channel counts at multiples of N. ``ignore``:
-    submodules (names or objects) whose channels must stay. ``model`` is never modified.
+    (``taylor`` needs ``data``). ``round_to``: channel multiples; ``"auto"`` (default) picks them per
+    group for ONNX Runtime on CPU (:mod:`fxprune.policies.allocation`), ``N`` keeps every count a
+    multiple of N, ``1`` turns rounding off. ``ignore``: submodules (names or objects) whose
+    channels must stay. ``model`` is never modified.
 
     Latency budgets (``Budget(latency=...)``, ``Budget(latency_ms=...)``) run a measured search
-    (:mod:`fxprune.export.latency_budget`) in ONNX Runtime with ``latency_threads`` threads; channel counts
-    then default to multiples of ``ORT_CPU_ROUND_TO``. ``latency_fn(module) -> ms`` replaces the
+    (:mod:`fxprune.export.latency_budget`) in ONNX Runtime with ``latency_threads`` threads.
+    ``latency_fn(module) -> ms`` replaces the
     measurement (e.g. another runtime, or a fake timer in tests).
 
     Search policies (``policy="mcq"``) score candidate plans on a reward split of ``data`` (a
@@ -96,11 +100,11 @@ def prune(model: torch.nn.Module, budget: Any, *, example_inputs: Any = None, po
     _check_model(model)
     budget = Budget.coerce(budget)
     if budget.is_latency:
-        from .export.latency_budget import ORT_CPU_ROUND_TO, OrtLatency, prune_to_latency
+        from .export.latency_budget import OrtLatency, prune_to_latency
 
+        check_round_to(round_to)
         kw = dict(example_inputs=example_inputs, policy=policy, importance=importance,
-                  round_to=ORT_CPU_ROUND_TO if round_to is None else round_to, ignore=ignore, data=data,
-                  seed=seed, max_prune_ratio=max_prune_ratio)
+                  round_to=round_to, ignore=ignore, data=data, seed=seed, max_prune_ratio=max_prune_ratio)
         fn = latency_fn if latency_fn is not None else OrtLatency(example_inputs, threads=latency_threads)
         res = prune_to_latency(model, budget, lambda f: prune(model, Budget(flops=f), **kw), fn, progress=progress)
         res.report.budget = res.plan.budget = budget.to_dict()
@@ -111,8 +115,8 @@ def prune(model: torch.nn.Module, budget: Any, *, example_inputs: Any = None, po
     pol = get_policy(policy)
     if importance not in CRITERIA:
         raise FxpruneError(f"unknown importance '{importance}'; choose one of {CRITERIA}")
-    if round_to is not None and (isinstance(round_to, bool) or not isinstance(round_to, int) or round_to < 1):
-        raise FxpruneError(f"round_to={round_to!r} must be a positive integer or None")
+    check_round_to(round_to)
+    round_to = AUTO if round_to is None else round_to
     if isinstance(n_reward, bool) or not isinstance(n_reward, int) or n_reward < 1:
         raise FxpruneError(f"n_reward={n_reward!r} must be a positive integer (reward samples)")
     if not 0.0 < float(max_prune_ratio) < 1.0:
@@ -166,7 +170,7 @@ def apply_plan(model: torch.nn.Module, plan: Plan, example_inputs: Any = None) -
     """Re-apply a saved plan to a fresh model of the same architecture."""
     _check_model(model)
     if example_inputs is None and plan.input_shapes:
-        example_inputs = tuple(torch.randn(tuple(s)) for s in plan.input_shapes)
+        example_inputs = inputs_from_spec(plan.input_shapes)
     graph = analyze(model, example_inputs)
     pruned = prune_channels(graph, plan)
     report = build_report(graph, plan, pruned, budget=plan.budget or {}, policy=plan.policy or "",

@@ -21,7 +21,7 @@ class Plan:
     keep: dict[int, list[int]]
     signature: str
     model: str = ""
-    input_shapes: list[list[int]] = dataclasses.field(default_factory=list)
+    input_shapes: list[Any] = dataclasses.field(default_factory=list)  # see ir.trace.input_spec
     group_sizes: dict[int, int] = dataclasses.field(default_factory=dict)
     budget: dict[str, Any] | None = None
     policy: str | None = None
@@ -44,7 +44,7 @@ class Plan:
             if len(idx) < graph.groups[int(gid)].size:
                 clean[int(gid)] = idx
         return cls(keep=clean, signature=graph.signature(), model=graph.model_name,
-                   input_shapes=[list(s) for s in graph.input_shapes],
+                   input_shapes=list(graph.input_shapes),
                    group_sizes={g.id: g.size for g in graph.groups}, **meta)
 
     # ---- validation --------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import torch
 from .errors import FxpruneError
 from .ir.context import shape_of
 from .ir.summary import _fmt
+from .policies.allocation import describe_rounding
 
 
 @dataclasses.dataclass
@@ -55,7 +56,7 @@ class Report:
     groups: list[GroupRow]
     layers: list[LayerRow]
     leaves: dict[str, str]
-    round_to: int | None = None
+    round_to: int | str | None = None  # channel multiples (policies/allocation.py)
     latency_before_ms: float | None = None  # ONNX Runtime medians, when measured
     latency_after_ms: float | None = None
     latency_settings: dict[str, Any] | None = None
@@ -118,8 +119,8 @@ class Report:
 
     def to_markdown(self) -> str:
         out = [f"# fxprune report: {self.model}", "",
-               f"budget {self.budget}, policy `{self.policy}`, importance `{self.importance}`"
-               + (f", round_to {self.round_to}" if self.round_to else ""), "",
+               f"budget {self.budget}, policy `{self.policy}`, importance `{self.importance}`, "
+               f"channel rounding: {describe_rounding(self.round_to)}", "",
                "| | before | after | ratio |", "|---|---:|---:|---:|",
                f"| FLOPs (MACs) | {_fmt(self.flops_before)} | {_fmt(self.flops_after)} | {self.flops_ratio:.3f} |",
                f"| params | {_fmt(self.params_before)} | {_fmt(self.params_after)} | {self.params_ratio:.3f} |"]
@@ -158,7 +159,8 @@ class Report:
                  *([f"  latency {self.latency_before_ms:.3f} ms -> {self.latency_after_ms:.3f} ms (speedup "
                     f"{self.speedup:.2f}x, ONNX Runtime)"] if self.speedup is not None else []),
                  f"  groups: {sum(1 for g in self.groups if g.kept < g.size)} pruned, "
-                 f"{sum(1 for g in self.groups if not g.pinned)} prunable, {len(self.pinned)} pinned"]
+                 f"{sum(1 for g in self.groups if not g.pinned)} prunable, {len(self.pinned)} pinned",
+                 f"  channel rounding: {describe_rounding(self.round_to)}"]
         changed = [r for r in self.layers if r.weight_before != r.weight_after]
         lines.append(f"  layers resized: {len(changed)} of {len(self.layers)}")
         for r in changed[:12]:
@@ -198,13 +200,14 @@ def _out_positions(graph) -> dict[str, int]:
         shape = shape_of(n)
         if shape is None:
             continue
-        spatial = shape[2:] if isinstance(modules[n.target], torch.nn.modules.conv._ConvNd) else shape[1:-1]
+        # batch included, as in the cost model
+        spatial = shape[:1] + shape[2:] if isinstance(modules[n.target], torch.nn.modules.conv._ConvNd) else shape[:-1]
         pos[n.target] = pos.get(n.target, 0) + int(math.prod(spatial))
     return pos
 
 
 def build_report(graph, plan, pruned: torch.nn.Module, *, budget: dict, policy: str, importance: str,
-                 round_to: int | None = None) -> Report:
+                 round_to: int | str | None = None) -> Report:
     keep = graph.keep_vector(plan.keep)
     counts = plan.kept_counts(graph)
     groups = [GroupRow(g.id, g.size, int(counts[g.id]), g.pinned, g.reasons[0] if g.reasons else "",

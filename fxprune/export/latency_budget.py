@@ -8,9 +8,8 @@ only roughly monotone). The result is the largest FLOPs fraction found whose mea
 within the target, so as little as possible is removed. The tolerance is 5%: a result is accepted
 when its latency is <= 1.05 x target; the search aims at the target itself to leave room for noise.
 
-Channel counts are rounded to :data:`ORT_CPU_ROUND_TO` unless ``round_to`` says otherwise: ONNX
-Runtime's CPU convolutions run fastest on channel counts that are multiples of the SIMD width;
-the value was picked by measurement (``benchmarks/results/latency.md``, rounding section).
+Channel counts are rounded as for every budget (``round_to="auto"``: hardware-friendly multiples
+per group, :mod:`fxprune.policies.allocation`), so that the measured latency falls with FLOPs.
 """
 from __future__ import annotations
 
@@ -27,7 +26,6 @@ from ..errors import BudgetError
 
 log = logging.getLogger(__name__)
 
-ORT_CPU_ROUND_TO = 16  # measured: see the rounding study in benchmarks/results/latency.md
 TOLERANCE = 0.05
 
 LatencyFn = Callable[[torch.nn.Module], float]  # model -> latency in ms

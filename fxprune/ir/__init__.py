@@ -13,7 +13,7 @@ from .analyze import run_rules
 from .context import Refuse
 from .depgraph import DepGraph, Group, Member
 from .registry import OpRule, register
-from .trace import make_inputs, propagate_shapes, trace
+from .trace import input_spec, make_inputs, propagate_shapes, trace
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +49,10 @@ def analyze(model: torch.nn.Module, example_inputs: Any = None) -> DepGraph:
         raise FxpruneError(f"expected a torch.nn.Module, got {type(model).__name__}")
     inputs = make_inputs(model, example_inputs)
     with gc_paused():
-        traced = trace(model)
+        traced = trace(model, example_inputs=inputs)
         propagate_shapes(traced, inputs)
         ctx = run_rules(traced, traced.leaves)
-        graph = DepGraph(traced, ctx, [tuple(t.shape) for t in inputs], traced.leaves)
+        graph = DepGraph(traced, ctx, input_spec(inputs), traced.leaves)
     graph.example_inputs = inputs
     if not graph.prunable_groups:
         log.warning("nothing in %s is prunable: all %d channel groups are pinned",

@@ -12,7 +12,8 @@ from typing import Any
 import torch.fx as fx
 
 from . import rules  # noqa: F401 - registers the built-in rules
-from .context import AnalysisContext, Refuse, shape_of
+from .context import AnalysisContext, Keyed, Refuse, shape_of
+from .flops import measured_macs
 from .registry import describe, lookup
 
 log = logging.getLogger(__name__)
@@ -48,45 +49,77 @@ def _pin_all(ctx: AnalysisContext, lab: Any, reason: str) -> None:
     elif isinstance(lab, list):
         for item in lab:
             _pin_all(ctx, item, reason)
+    elif isinstance(lab, Keyed):
+        for item in lab.items.values():
+            _pin_all(ctx, item, reason)
 
 
 def _opaque(ctx: AnalysisContext, node: fx.Node, reason: str) -> Any:
+    """An op no rule describes: pin every channel in and out, and count its FLOPs as measured."""
     ctx.notes.append((node.name, reason))
     for arg in _tensor_args(node):
         _pin_all(ctx, ctx.get(arg), reason)
+    macs = measured_macs(node, ctx.modules)
+    if macs:
+        ctx.add_flops(macs, [])
     return _opaque_output(ctx, node.meta.get("tensor_meta"), reason)
 
 
 def _get_attr(ctx: AnalysisContext, node: fx.Node) -> dict:
+    """A parameter or buffer read in ``forward``: its first two dims of size > 1 may carry
+    channels (out/in of a weight, the channels of a scale or an embedding); further dims (a
+    kernel's) are fixed. How each dim is used is said by the rules of the ops that read it."""
     shp = shape_of(node)
     if shp is None:
         return {}
     out = {}
-    for d, s in enumerate(shp):
-        if s > 1:
-            out[d] = ctx.label_param(node.target, d, ctx.new_atoms(s, "param"), "out")
+    name = ctx.name_of(node.target)
+    for d in [d for d, s in enumerate(shp) if s > 1][:2]:
+        if d in ctx.params.get(name, {}):  # read twice (tied, or by two get_attr nodes)
+            out[d] = ctx.params[name][d].labels
+        else:
+            out[d] = ctx.label_param(name, d, ctx.param_atoms(name, d, shp[d]), "out")
     return out
 
 
-def run_rules(gm: fx.GraphModule, leaves: dict[str, str] | None = None) -> AnalysisContext:
-    """Analyse every node of ``gm`` (which must carry ``tensor_meta`` from shape propagation)."""
+def _placeholder(ctx: AnalysisContext, node: fx.Node, meta: Any, reason: str) -> Any:
+    """Labels of a model input (a tensor, or a list/tuple/dict of tensors): every channel pinned."""
+    if hasattr(meta, "shape"):
+        lab = {}
+        shp = tuple(meta.shape)
+        if len(shp) >= 2 and shp[1] > 1:
+            lab[1] = ctx.new_atoms(shp[1], "input")
+            ctx.pin(lab[1], reason)
+        return lab
+    if isinstance(meta, (tuple, list)):
+        return [_placeholder(ctx, node, m, reason) for m in meta]
+    if isinstance(meta, dict):
+        return Keyed({k: _placeholder(ctx, node, m, reason) for k, m in meta.items()})
+    return None
+
+
+def run_rules(gm: fx.GraphModule, leaves: dict[str, str] | None = None, *,
+              input_reasons: dict[str, str] | None = None,
+              output_reasons: dict[str, str] | None = None) -> AnalysisContext:
+    """Analyse every node of ``gm`` (which must carry ``tensor_meta`` from shape propagation).
+    ``input_reasons`` / ``output_reasons``: why the channels of a placeholder / of a value the
+    output returns are pinned, by node name (default: model input / output)."""
     leaves = leaves or {}
+    input_reasons = input_reasons or {}
+    output_reasons = output_reasons or {}
     ctx = AnalysisContext(gm)
     for node in gm.graph.nodes:
         ctx.node = node
         if node.op == "placeholder":
-            shp = shape_of(node)
-            lab = {}
-            if shp is not None and len(shp) >= 2 and shp[1] > 1:
-                lab[1] = ctx.new_atoms(shp[1], "input")
-                ctx.pin(lab[1], f"model input '{node.name}'")
-            ctx.labels[node.name] = lab if shp is not None else None
+            ctx.labels[node.name] = _placeholder(ctx, node, node.meta.get("tensor_meta"),
+                                                 input_reasons.get(node.name, f"model input '{node.name}'"))
             continue
         if node.op == "get_attr":
             ctx.labels[node.name] = _get_attr(ctx, node)
             continue
         if node.op == "output":
-            _pin_all(ctx, [ctx.get(a) for a in _tensor_args(node)], "reaches the model output")
+            for a in _tensor_args(node):
+                _pin_all(ctx, ctx.get(a), output_reasons.get(a.name, "reaches the model output"))
             continue
         if node.op == "call_module" and node.target in leaves:
             ctx.labels[node.name] = _opaque(
@@ -100,9 +133,11 @@ def run_rules(gm: fx.GraphModule, leaves: dict[str, str] | None = None) -> Analy
                 continue
             ctx.labels[node.name] = _opaque(ctx, node, f"no channel rule for {describe(node, ctx.modules)}")
             continue
+        n_terms = len(ctx.flops_terms)
         try:
             ctx.labels[node.name] = rule.analyze(ctx, node)
         except Refuse as why:
+            del ctx.flops_terms[n_terms:]  # a refusing rule counts nothing; the op is measured
             ctx.labels[node.name] = _opaque(ctx, node, f"{describe(node, ctx.modules)} at '{node.name}': {why}")
     ctx.node = None
     return ctx

@@ -32,6 +32,13 @@ STAT_VAR = "stat_var"  # running variance buffer
 ZEROED_FOR_DEAD = (OUT, NORM_W, NORM_B, STAT_MEAN)
 
 
+class Keyed:
+    """Labels of a dict of tensors (a model input such as ``{"image": x}``): labels by key."""
+
+    def __init__(self, items: dict):
+        self.items = items
+
+
 class Refuse(Exception):
     """Raised by a rule that cannot handle this use of its op; the reason is reported."""
 
@@ -54,14 +61,40 @@ class Source:
     kind: str  # "module", "param", "pad", "input", "opaque"
 
 
+def canonical_names(root: torch.nn.Module, graph: fx.Graph) -> dict[str, str]:
+    """``{alias: name}`` for tensors registered under several names (tied parameters): every
+    alias maps to one name, the first (in module order) whose owner the graph uses."""
+    by_id: dict[int, list[str]] = {}
+    for name, t in [*root.named_parameters(remove_duplicate=False), *root.named_buffers(remove_duplicate=False)]:
+        by_id.setdefault(id(t), []).append(name)
+    groups = [names for names in by_id.values() if len(names) > 1]
+    if not groups:
+        return {}
+    used = {n.target for n in graph.nodes if n.op in ("call_module", "get_attr")}
+
+    def present(name: str) -> bool:
+        if name in used:
+            return True
+        parts = name.split(".")
+        return any(".".join(parts[:k]) in used for k in range(1, len(parts)))
+
+    canon = {}
+    for names in groups:
+        pick = next((n for n in names if present(n)), names[0])
+        canon.update({n: pick for n in names})
+    return canon
+
+
 class AnalysisContext:
     """Mutable state of one channel analysis; rules talk to it through small helpers."""
 
     def __init__(self, gm: fx.GraphModule):
         self.gm = gm
         self.modules = dict(gm.named_modules())
+        self.canon = gm.canon if hasattr(gm, "canon") else canonical_names(gm, gm.graph)
         self.n_atoms = 0
         self.sources: list[Source] = []
+        self._param_src: list[tuple[int, int, str, int]] = []  # (start, size, param, dim) of get_attr atoms
         self._ua: list[np.ndarray] = []
         self._ub: list[np.ndarray] = []
         self.pins: list[tuple[np.ndarray, str]] = []
@@ -134,9 +167,58 @@ class AnalysisContext:
         return np.concatenate(self._ua), np.concatenate(self._ub)
 
     # ---- parameters --------------------------------------------------------------------------
+    def name_of(self, name: str) -> str:
+        """The canonical name of a parameter or buffer (tied tensors have one name)."""
+        return self.canon.get(name, name)
+
+    def param_atoms(self, name: str, dim: int, n: int) -> np.ndarray:
+        """Fresh atoms for a dim of a tensor read by a ``get_attr`` node, remembered so that a
+        later use can say what the dim is (:meth:`mark_role`)."""
+        atoms = self.new_atoms(n, "param")
+        self._param_src.append((int(atoms[0]), n, self.name_of(name), dim))
+        return atoms
+
+    def mark_role(self, atoms: np.ndarray, role: str) -> None:
+        """Record that the ``get_attr`` tensor dims holding ``atoms`` are used in ``role``
+        (a weight computed from a parameter: its input-channel dim is a consumer, ...)."""
+        atoms = np.asarray(atoms, np.int64).ravel()
+        atoms = atoms[atoms != FIXED]
+        if not atoms.size or not self._param_src:
+            return
+        starts = np.array([s for s, *_ in self._param_src])
+        idx = np.searchsorted(starts, atoms, side="right") - 1
+        for i in np.unique(idx[idx >= 0]).tolist():
+            start, n, name, dim = self._param_src[i]
+            if ((atoms >= start) & (atoms < start + n)).any():
+                pd = self.params.get(name, {}).get(dim)
+                if pd is not None and pd.role == OUT:
+                    pd.role = role
+
+    def bind(self, arg: Any, dim: int, labels: np.ndarray, role: str, why: str = "") -> None:
+        """Couple dim ``dim`` of a tensor argument (a parameter read by ``get_attr`` or computed
+        from parameters) with ``labels``, and record its role. A dim without labels is fixed, so
+        ``labels`` are pinned (``why``)."""
+        if not isinstance(arg, fx.Node):
+            return
+        own = self.tensor_labels(arg).get(dim)
+        labels = np.asarray(labels, np.int64)
+        if own is None:
+            self.union(np.full(labels.size, FIXED, np.int64), labels, why or None)
+            return
+        self.union(own, labels, why or None)
+        self.mark_role(own, role)
+
+    def pin_other_dims(self, arg: Any, bound: tuple[int, ...], reason: str) -> None:
+        """Pin the labelled dims of a tensor argument other than ``bound`` (a kernel's dims)."""
+        if isinstance(arg, fx.Node):
+            for d, arr in self.tensor_labels(arg).items():
+                if d not in bound:
+                    self.pin(arr, reason)
+
     def label_param(self, name: str, dim: int, labels: np.ndarray, role: str) -> np.ndarray:
         """Attach labels to a parameter dim; a second use (shared weights) couples both uses."""
         labels = np.asarray(labels, dtype=np.int64)
+        name = self.name_of(name)
         dims = self.params.setdefault(name, {})
         if dim in dims:
             self.union(dims[dim].labels, labels, f"parameter '{name}' is used twice")
@@ -146,7 +228,7 @@ class AnalysisContext:
         return labels
 
     def param_labels(self, name: str, dim: int) -> np.ndarray | None:
-        pd = self.params.get(name, {}).get(dim)
+        pd = self.params.get(self.name_of(name), {}).get(dim)
         return None if pd is None else pd.labels
 
     def add_flops(self, coef: float, dims: list[np.ndarray]) -> None:
@@ -205,12 +287,3 @@ def tensor_at(module: torch.nn.Module, qualname: str) -> Any:
     """The parameter, buffer or plain attribute ``qualname`` (e.g. ``"layer1.0.bn1.weight"``) of ``module``."""
     owner, _, attr = qualname.rpartition(".")
     return getattr(module.get_submodule(owner) if owner else module, attr)
-
-
-def attr_target(arg: Any) -> str | None:
-    """Qualified name of a parameter passed to a functional op (a ``get_attr`` node), or None."""
-    if arg is None:
-        return None
-    if getattr(arg, "op", None) != "get_attr":
-        raise Refuse("the parameter is computed at run time, not read from the model")
-    return arg.target

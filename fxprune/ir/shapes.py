@@ -195,6 +195,10 @@ def _record(node: fx.Node, result: Any) -> None:
     if found:
         node.meta["tensor_meta"] = tm
     node.meta["type"] = type(result)
+    node.meta[VALUE] = _to_meta(result)
+
+
+VALUE = "fxprune_value"  # node.meta key: the node's value with tensors on the meta device
 
 
 class MetaShapeProp:
@@ -219,7 +223,14 @@ class MetaShapeProp:
         self.fallbacks.append(node.name)
         args, kwargs = _materialize(args, device), _materialize(kwargs, device)
         if node.op == "call_module":
-            out = self.modules[node.target](*args, **kwargs)
+            mod = self.modules[node.target]
+            saved = [(b, b.detach().clone()) for b in mod.buffers()]
+            try:
+                out = mod(*args, **kwargs)
+            finally:  # a module that updates its buffers must not keep the update
+                with torch.no_grad():
+                    for b, v in saved:
+                        b.copy_(v)
         elif node.op == "call_function":
             out = node.target(*args, **kwargs)
         else:
@@ -244,33 +255,62 @@ class MetaShapeProp:
             return node.target(*args, **kwargs)
         return getattr(args[0], node.target)(*args[1:], **kwargs)
 
-    def propagate(self, inputs: Sequence[torch.Tensor]) -> Any:
-        env: dict[fx.Node, Any] = {}
-        device = inputs[0].device if inputs else torch.device("cpu")
-        it = iter(inputs)
-        load = lambda a: fx.node.map_arg(a, env.__getitem__)  # noqa: E731
+    def start(self, inputs: Sequence[Any]) -> None:
+        """Begin an incremental propagation (:meth:`advance_to`) over ``inputs``."""
+        self.env: dict[fx.Node, Any] = {}
+        self._device = _first_device(inputs)
+        self._inputs = iter(inputs)
+        self._done: set[fx.Node] = set()
+
+    def advance_to(self, target: fx.Node) -> Any:
+        """Propagate every node up to ``target`` (in graph order) and return its meta value. The
+        graph may grow between calls (the tracer calls this while it builds the graph)."""
+        if target in self.env:
+            return self.env[target]
         for node in self.gm.graph.nodes:
-            if node.op == "placeholder":
-                try:
-                    val = _to_meta(next(it))
-                except StopIteration:
-                    val = node.args[0] if node.args else None  # default argument
-            elif node.op == "get_attr":
-                obj = self.root
-                for part in node.target.split("."):
-                    obj = getattr(obj, part)
-                val = torch.empty_like(obj, device=META) if isinstance(obj, torch.Tensor) else obj
-            elif node.op == "output":
-                val = load(node.args[0])
-                _record(node, val)
+            if node in self._done:
+                continue
+            self._step(node)
+            if node is target:
+                break
+        return self.env.get(target)
+
+    def _step(self, node: fx.Node) -> Any:
+        env = self.env
+        load = lambda a: fx.node.map_arg(a, env.__getitem__)  # noqa: E731
+        self._done.add(node)
+        if node.op == "placeholder":
+            try:
+                val = _to_meta(next(self._inputs))
+            except StopIteration:
+                val = node.args[0] if node.args else None  # default argument
+        elif node.op == "get_attr":
+            obj = self.root
+            for part in node.target.split("."):
+                obj = getattr(obj, part)
+            val = torch.empty_like(obj, device=META) if isinstance(obj, torch.Tensor) else obj
+        elif node.op == "output":
+            val = load(node.args[0])
+        else:
+            args, kwargs = load(node.args), load(node.kwargs)
+            try:
+                val = self._call(node, args, kwargs)
+            except Exception:  # noqa: BLE001 - no meta kernel, mixed devices, data-dependent op
+                val = self._run_real(node, args, kwargs, self._device)
+        env[node] = val
+        _record(node, val)
+        return val
+
+    def propagate(self, inputs: Sequence[Any]) -> Any:
+        self.start(inputs)
+        for node in self.gm.graph.nodes:
+            val = self._step(node)
+            if node.op == "output":
                 return val
-            else:
-                args, kwargs = load(node.args), load(node.kwargs)
-                try:
-                    val = self._call(node, args, kwargs)
-                except Exception:  # noqa: BLE001 - no meta kernel, mixed devices, data-dependent op
-                    val = self._run_real(node, args, kwargs, device)
-            env[node] = val
-            _record(node, val)
         raise AnalysisError("the traced graph has no output node")
 
+
+def _first_device(inputs: Sequence[Any]) -> torch.device:
+    found: list[torch.device] = []
+    fx.node.map_aggregate(list(inputs), lambda t: found.append(t.device) if isinstance(t, torch.Tensor) else None)
+    return found[0] if found else torch.device("cpu")

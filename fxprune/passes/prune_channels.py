@@ -57,19 +57,36 @@ class Sizes:
         return tuple(self.new(node, d) for d in range(len(self.old_shape(node))))
 
 
-def _replace_tensor(gm: fx.GraphModule, name: str, new: torch.Tensor) -> None:
+def _holders(gm: fx.GraphModule) -> dict[int, list[tuple[torch.nn.Module, str]]]:
+    """Every (module, attribute) that holds each parameter or buffer: tied tensors have several."""
+    out: dict[int, list[tuple[torch.nn.Module, str]]] = {}
+    for mod in {id(m): m for m in gm.modules()}.values():
+        for table in (mod._parameters, mod._buffers):
+            for attr, t in table.items():
+                if t is not None:
+                    out.setdefault(id(t), []).append((mod, attr))
+    return out
+
+
+def _replace_tensor(gm: fx.GraphModule, name: str, new: torch.Tensor, holders: dict) -> None:
+    """Put ``new`` in place of tensor ``name`` everywhere it is held, so tied tensors stay tied."""
     owner, _, attr = name.rpartition(".")
     mod = gm.get_submodule(owner) if owner else gm
     old = getattr(mod, attr)
     if isinstance(old, torch.nn.Parameter):
-        setattr(mod, attr, torch.nn.Parameter(new, requires_grad=old.requires_grad))
-    elif attr in getattr(mod, "_buffers", {}):
-        mod._buffers[attr] = new
-    else:
-        setattr(mod, attr, new)
+        new = torch.nn.Parameter(new, requires_grad=old.requires_grad)
+    places = holders.get(id(old)) or [(mod, attr)]
+    for m, a in places:
+        if a in m._parameters:
+            m._parameters[a] = new
+        elif a in m._buffers:
+            m._buffers[a] = new
+        else:
+            setattr(m, a, new)
 
 
 def _slice_tensors(gm: fx.GraphModule, graph, sizes: Sizes) -> None:
+    holders = _holders(gm)
     for name, dims in graph.params.items():
         new = tensor_at(gm, name).detach()
         changed = False
@@ -81,7 +98,7 @@ def _slice_tensors(gm: fx.GraphModule, graph, sizes: Sizes) -> None:
             new = new.index_select(d, idx)
             changed = True
         if changed:
-            _replace_tensor(gm, name, new.contiguous().clone())
+            _replace_tensor(gm, name, new.contiguous().clone(), holders)
 
 
 def prune_channels(graph, plan: Plan) -> fx.GraphModule:

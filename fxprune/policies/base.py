@@ -21,6 +21,7 @@ import numpy as np
 
 from ..budget import Budget
 from ..errors import BudgetError, FxpruneError
+from .allocation import group_multiples, round_nearest, round_up
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ class PolicyContext:
     graph: Any  # DepGraph
     budget: Budget
     importance: np.ndarray  # per class
-    round_to: int | None = None
+    round_to: int | str | None = "auto"  # see policies/allocation.py
     seed: int = 0
     max_prune_ratio: float = 0.9  # a group keeps at least 10% of its channels (and >= min_keep)
     data: Any = None  # DataSplits (train, reward) for searches; a loader for taylor importance
@@ -45,6 +46,7 @@ class PolicyContext:
     def __post_init__(self) -> None:
         g = self.graph
         self.sizes = np.array([grp.size for grp in g.groups], np.int64)
+        self.multiples = group_multiples(self.sizes, self.round_to)
         self.prunable = np.zeros(len(g.groups), bool)
         for grp in g.prunable_groups:
             self.prunable[grp.id] = True
@@ -100,12 +102,8 @@ class PolicyContext:
         return np.where(self.prunable, np.minimum(low, self.sizes), self.sizes)
 
     def round_counts(self, counts: np.ndarray) -> np.ndarray:
-        """Round up to a multiple of ``round_to`` (never above the group size)."""
-        counts = np.asarray(counts, np.int64)
-        if not self.round_to or self.round_to <= 1:
-            return np.minimum(counts, self.sizes)
-        n = self.round_to
-        return np.minimum(((counts + n - 1) // n) * n, self.sizes)
+        """Round up to each group's channel multiple (never above the group size)."""
+        return round_up(counts, self.multiples, self.sizes)
 
     def check_feasible(self) -> None:
         if self.budget.metric == "channels":
@@ -120,7 +118,6 @@ class PolicyContext:
 
     def fill(self, counts: np.ndarray, order: Callable[[np.ndarray], np.ndarray], passes: int = 64) -> np.ndarray:
         """Give channels back, one step per group per pass, while the budget still holds."""
-        step = self.round_to if self.round_to and self.round_to > 1 else 1
         counts = counts.copy()
         for _ in range(passes):
             changed = False
@@ -128,7 +125,7 @@ class PolicyContext:
                 if not self.prunable[g] or counts[g] >= self.sizes[g]:
                     continue
                 trial = counts.copy()
-                trial[g] = min(counts[g] + step, self.sizes[g])
+                trial[g] = min(counts[g] + self.multiples[g], self.sizes[g])
                 if self.ratio(trial) <= self.budget.value:
                     counts, changed = trial, True
             if not changed:
@@ -138,7 +135,7 @@ class PolicyContext:
     def channel_counts(self) -> np.ndarray:
         frac = self.budget.value
         counts = np.maximum(np.round(self.sizes * frac).astype(np.int64), 1)
-        return np.where(self.prunable, np.maximum(self.round_counts(counts), 1), self.sizes)
+        return np.where(self.prunable, round_nearest(counts, self.multiples, self.sizes), self.sizes)
 
 
 @dataclasses.dataclass

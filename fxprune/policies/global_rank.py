@@ -40,7 +40,6 @@ class GlobalRank:
                 hi = mid
             else:
                 lo = mid
-        counts = counts_at(hi)
-        if ctx.round_to and ctx.round_to > 1:
-            counts = ctx.fill(counts, lambda c: np.argsort(-(c / np.maximum(ctx.sizes, 1)), kind="stable"))
-        return counts
+        # the last removal may overshoot (one channel of a wide, early layer can be a few % of the
+        # FLOPs; with rounding, a whole multiple): give channels back while the budget holds
+        return ctx.fill(counts_at(hi), lambda c: np.argsort(-(c / np.maximum(ctx.sizes, 1)), kind="stable"))

@@ -24,6 +24,7 @@ import torch
 
 from ..errors import FxpruneError
 from ..finetune import FinetuneConfig
+from .allocation import align_removals
 from .base import PolicyContext, PolicyResult, register_policy
 from .mcq_config import MCQConfig
 from .mcq_math import counts, epsilon, project, sample, trust_region_step
@@ -79,13 +80,12 @@ class _Search:
     def remove(self, keep: np.ndarray, n: np.ndarray, imp: np.ndarray) -> np.ndarray:
         """Drop the ``n[i]`` least important live channels of every prunable group."""
         out = keep.copy()
-        r = self.ctx.round_to
+        mult = self.ctx.multiples[self.gids]
+        if (mult > 1).any():  # land kept counts on the groups' channel multiples
+            n = align_removals(n, self.alive_counts(keep), self.floor, mult)
         for i in np.flatnonzero(n):
             cls = self.classes[i][keep[self.classes[i]] > 0.5]
             k = int(n[i])
-            if r and r > 1:  # land the kept count on a multiple of round_to (never below the floor)
-                kept = max(int(round((cls.size - k) / r)) * r, int(self.floor[i]))
-                k = max(cls.size - min(kept, cls.size), 0)
             out[cls[np.argsort(imp[cls], kind="stable")[:k]]] = 0.0
         return out
 

@@ -6,6 +6,11 @@ Grouped convolutions keep a valid group count after pruning:
   input channel i and its output channels are one removable unit; ``groups`` shrinks with them.
 - *fixed* mode (several input channels per conv-group): the channel at offset k of every
   conv-group is removed together, so each conv-group keeps the same width and ``groups`` stays.
+
+The weight of a functional convolution or linear layer may be a parameter read by ``get_attr`` or
+a tensor computed from parameters at run time (weight standardisation, weight scaling, a
+re-parameterised sum of branches): its channel dims carry the labels of the parameters they were
+computed from, so the parameters are sliced by surgery and the computation is left as it is.
 """
 from __future__ import annotations
 
@@ -15,28 +20,62 @@ import numpy as np
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..context import FIXED, IN, OUT, Refuse, attr_target, full_labels, shape_of
+from ..context import FIXED, IN, OUT, Refuse, full_labels, shape_of
 from ..registry import register
 
 
-def _source(ctx, wname: str, dim: int, n: int) -> np.ndarray:
-    """Existing labels of a producer dim (shared module), or fresh atoms."""
-    lab = ctx.param_labels(wname, dim)
-    return lab if lab is not None else ctx.new_atoms(n, "module")
+class _ModuleWeight:
+    """The weight of a conv/linear module, a parameter labelled by name."""
+
+    def __init__(self, ctx, name: str):
+        self.ctx, self.name = ctx, name
+
+    def get(self, dim: int) -> np.ndarray | None:
+        return self.ctx.param_labels(self.name, dim)
+
+    def bind(self, dim: int, labels: np.ndarray, role: str) -> None:
+        self.ctx.label_param(self.name, dim, labels, role)
+
+    def fix_kernel(self) -> None:  # module rules never label kernel dims
+        pass
 
 
-def _weight_flops(ctx, wname: str, wshape, spatial: int) -> None:
-    coef, dims = float(spatial), []
+class _TensorWeight:
+    """The weight argument of a functional op: a ``get_attr`` node or a computed tensor."""
+
+    def __init__(self, ctx, node, owner: str):
+        self.ctx, self.node, self.owner = ctx, node, owner
+
+    def get(self, dim: int) -> np.ndarray | None:
+        return self.ctx.tensor_labels(self.node).get(dim)
+
+    def bind(self, dim: int, labels: np.ndarray, role: str) -> None:
+        self.ctx.bind(self.node, dim, labels, role, f"the weight of '{self.owner}' has a fixed dim {dim}")
+
+    def fix_kernel(self) -> None:
+        self.ctx.pin_other_dims(self.node, (0, 1), f"kernel dims of the weight of '{self.owner}'")
+
+
+def _bind_bias(ctx, b, out: np.ndarray, owner: str) -> None:
+    if isinstance(b, str):
+        ctx.label_param(b, 0, out, OUT)
+    elif b is not None:
+        ctx.bind(b, 0, out, OUT, f"the bias of '{owner}' has a fixed size")
+
+
+def _flops(ctx, w, wshape, extent: float) -> None:
+    """``extent`` (output or input positions, batch included) × the weight's elements."""
+    coef, dims = float(extent), []
     for d, s in enumerate(wshape):
-        lab = ctx.param_labels(wname, d)
-        if lab is None:
+        lab = w.get(d) if d < 2 else None
+        if lab is None or (lab == FIXED).all():
             coef *= s
         else:
             dims.append(lab)
     ctx.add_flops(coef, dims)
 
 
-def conv_core(ctx, node, x, wname, bname, wshape, groups, transposed, owner):
+def conv_core(ctx, node, x, w, bias, wshape, groups, transposed, owner):
     xs = shape_of(x)
     if xs is None or len(xs) < 2:
         raise Refuse("convolution input without a channel dim")
@@ -48,38 +87,45 @@ def conv_core(ctx, node, x, wname, bname, wshape, groups, transposed, owner):
         c_out, cpg_in = wshape[0], wshape[1]
     cpg_out = c_out // groups
     w_out_dim, w_in_dim = (1, 0) if transposed else (0, 1)
+    w.fix_kernel()
     if groups == 1:
-        out = _source(ctx, wname, w_out_dim, c_out)
-        ctx.label_param(wname, w_in_dim, lin, IN)
-        ctx.label_param(wname, w_out_dim, out, OUT)
+        out = w.get(w_out_dim)
+        out = out if out is not None else ctx.new_atoms(c_out, "module")
+        w.bind(w_in_dim, lin, IN)
+        w.bind(w_out_dim, out, OUT)
         mode = "fixed"
     elif cpg_in == 1:
         out = np.repeat(lin, cpg_out)
         if transposed:
-            ctx.label_param(wname, 0, lin, IN)
+            w.bind(0, lin, IN)
         else:
-            ctx.label_param(wname, 0, out, OUT)
+            w.bind(0, out, OUT)
         mode = "per_channel"
     else:
         grid = lin.reshape(groups, cpg_in)
-        ctx.union_all(list(grid), f"conv-groups of '{owner}' must stay equally wide")
-        src = _source(ctx, wname, w_out_dim, cpg_out) if transposed else None
+        why = f"conv-groups of '{owner}' must stay equally wide"
+        ctx.union_all(list(grid), why)
         if transposed:
-            ctx.label_param(wname, 0, lin, IN)
-            ctx.label_param(wname, 1, src, OUT)
+            src = w.get(1)
+            src = src if src is not None else ctx.new_atoms(cpg_out, "module")
+            w.bind(0, lin, IN)
+            w.bind(1, src, OUT)
             out = np.tile(src, groups)
         else:
-            prev = ctx.param_labels(wname, 0)
-            out = prev if prev is not None else np.tile(ctx.new_atoms(cpg_out, "module"), groups)
-            ctx.label_param(wname, 0, out, OUT)
-            ctx.label_param(wname, 1, grid[0], IN)
+            prev = w.get(0)
+            if prev is None:
+                out = np.tile(ctx.new_atoms(cpg_out, "module"), groups)
+            else:
+                out = prev
+                ctx.union_all(list(prev.reshape(groups, cpg_out)), why)
+            w.bind(0, out, OUT)
+            w.bind(1, grid[0], IN)
         mode = "fixed"
-    if bname is not None:
-        ctx.label_param(bname, 0, out, OUT)
+    _bind_bias(ctx, bias, out, owner)
     ctx.conv_modes[owner] = mode
     os_ = shape_of(node)
-    spatial = math.prod(xs[2:]) if transposed else math.prod(os_[2:])
-    _weight_flops(ctx, wname, wshape, spatial)
+    extent = math.prod(xs[:1] + xs[2:]) if transposed else math.prod(os_[:1] + os_[2:])
+    _flops(ctx, w, wshape, extent)
     return {1: out}
 
 
@@ -100,41 +146,56 @@ def _resize_conv(m, sizes, node):
 def conv_module(ctx, node):
     m = ctx.module(node)
     return conv_core(
-        ctx, node, node.args[0], f"{node.target}.weight",
+        ctx, node, node.args[0], _ModuleWeight(ctx, f"{node.target}.weight"),
         f"{node.target}.bias" if m.bias is not None else None,
         tuple(m.weight.shape), m.groups, isinstance(m, nn.modules.conv._ConvTransposeNd), node.target,
     )
 
 
+# positional index of ``groups``: conv(input, weight, bias, stride, padding, dilation, groups),
+# conv_transpose(input, weight, bias, stride, padding, output_padding, groups, dilation)
+_GROUPS_AT = 6
+
+
 def _rewrite_conv(node, sizes):
-    w = node.kwargs.get("weight", node.args[1] if len(node.args) > 1 else None)
     if "groups" in node.kwargs:
-        node.update_kwarg("groups", _new_groups(sizes, node, w.target, node.kwargs["groups"]))
-    elif len(node.args) > 6:
-        node.update_arg(6, _new_groups(sizes, node, w.target, node.args[6]))
+        node.update_kwarg("groups", _new_groups(sizes, node, node.name, node.kwargs["groups"]))
+    elif len(node.args) > _GROUPS_AT:
+        node.update_arg(_GROUPS_AT, _new_groups(sizes, node, node.name, node.args[_GROUPS_AT]))
+
+
+def _functional_conv(ctx, node, transposed: bool):
+    args = list(node.args) + [None] * 8
+    w = node.kwargs.get("weight", args[1])
+    b = node.kwargs.get("bias", args[2])
+    groups = node.kwargs.get("groups", args[_GROUPS_AT] if args[_GROUPS_AT] is not None else 1)
+    wshape = shape_of(w)
+    if wshape is None or not isinstance(groups, int):
+        raise Refuse("the weight is not a tensor or groups is not a constant")
+    return conv_core(ctx, node, args[0], _TensorWeight(ctx, w, node.name), b, wshape, groups, transposed, node.name)
 
 
 @register(F.conv1d, F.conv2d, F.conv3d, rewrite=_rewrite_conv)
 def conv_functional(ctx, node):
-    args = list(node.args) + [None] * 7
-    w = node.kwargs.get("weight", args[1])
-    b = node.kwargs.get("bias", args[2])
-    groups = node.kwargs.get("groups", args[6] if args[6] is not None else 1)
-    wname = attr_target(w)
-    return conv_core(ctx, node, args[0], wname, attr_target(b), shape_of(w), groups, False, wname)
+    return _functional_conv(ctx, node, False)
 
 
-def linear_core(ctx, node, x, wname, bname, wshape):
+@register(F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d, rewrite=_rewrite_conv)
+def conv_transpose_functional(ctx, node):
+    return _functional_conv(ctx, node, True)
+
+
+def linear_core(ctx, node, x, w, bias, wshape, owner):
     xs = shape_of(x)
     lab = ctx.tensor_labels(x)
     lin = full_labels(lab, len(xs) - 1, xs[-1])
-    out = _source(ctx, wname, 0, wshape[0])
-    ctx.label_param(wname, 1, lin, IN)
-    ctx.label_param(wname, 0, out, OUT)
-    if bname is not None:
-        ctx.label_param(bname, 0, out, OUT)
+    out = w.get(0)
+    out = out if out is not None else ctx.new_atoms(wshape[0], "module")
+    w.bind(1, lin, IN)
+    w.bind(0, out, OUT)
+    _bind_bias(ctx, bias, out, owner)
     coef, dims = 1.0, [out, lin]
-    for d in range(1, len(xs) - 1):  # leading dims (batch excluded) may carry channels too
+    for d in range(len(xs) - 1):  # leading dims (batch included) may carry channels too
         if d in lab and not (lab[d] == FIXED).all():
             dims.append(lab[d])
         else:
@@ -152,8 +213,8 @@ def _resize_linear(m, sizes, node):
 @register(nn.Linear, resize=_resize_linear)
 def linear_module(ctx, node):
     m = ctx.module(node)
-    return linear_core(ctx, node, node.args[0], f"{node.target}.weight",
-                       f"{node.target}.bias" if m.bias is not None else None, tuple(m.weight.shape))
+    return linear_core(ctx, node, node.args[0], _ModuleWeight(ctx, f"{node.target}.weight"),
+                       f"{node.target}.bias" if m.bias is not None else None, tuple(m.weight.shape), node.target)
 
 
 @register(F.linear)
@@ -161,4 +222,7 @@ def linear_functional(ctx, node):
     args = list(node.args) + [None] * 3
     w = node.kwargs.get("weight", args[1])
     b = node.kwargs.get("bias", args[2])
-    return linear_core(ctx, node, args[0], attr_target(w), attr_target(b), shape_of(w))
+    wshape = shape_of(w)
+    if wshape is None or len(wshape) != 2:
+        raise Refuse("the weight is not a matrix")
+    return linear_core(ctx, node, args[0], _TensorWeight(ctx, w, node.name), b, wshape, node.name)

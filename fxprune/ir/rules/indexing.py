@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..context import FIXED, Refuse, full_labels, shape_of, shapes_of
+from ..context import FIXED, Keyed, Refuse, full_labels, shape_of, shapes_of
 from ..registry import register
 
 
@@ -42,6 +42,15 @@ def cat(ctx, node):
     return out
 
 
+def mark_piece(ctx, arr: np.ndarray) -> np.ndarray:
+    """Tag the channels of one piece of a split (or slice) with atoms of their own: the piece
+    becomes a group of its own, whose ``min_keep`` then keeps it from being emptied (a zero-channel
+    tensor would break its consumer). The tags belong to no tensor, so costs do not change."""
+    if arr.size and not (arr == FIXED).all():
+        ctx.union(arr, ctx.new_atoms(arr.size, "split"))
+    return arr
+
+
 def _pieces(ctx, node, x, dim):
     shapes = shapes_of(node)
     if shapes is None:
@@ -51,7 +60,7 @@ def _pieces(ctx, node, x, dim):
     outs, start = [], 0
     for shp in shapes:
         n = shp[dim]
-        outs.append({d: (a[start:start + n] if d == dim else a) for d, a in lab.items()})
+        outs.append({d: (mark_piece(ctx, a[start:start + n]) if d == dim else a) for d, a in lab.items()})
         start += n
     return outs
 
@@ -126,6 +135,10 @@ def getitem(ctx, node):
         if not isinstance(idx, (int, slice)):
             raise Refuse("tuple indexed by a run-time value")
         return lab[idx]
+    if isinstance(lab, Keyed):
+        if idx not in lab.items:
+            raise Refuse(f"key {idx!r} is not among the recorded keys")
+        return lab.items[idx]
     if lab is None:
         return None
     xs = shape_of(src)
@@ -141,7 +154,8 @@ def getitem(ctx, node):
                 start, stop, step = it.indices(xs[d])
                 if step != 1 and not (lab[d] == FIXED).all():
                     raise Refuse(f"strided slice of channels on dim {d}")
-                out[od] = lab[d][start:stop:step]
+                piece = lab[d][start:stop:step]
+                out[od] = mark_piece(ctx, piece) if piece.size < lab[d].size else piece
             d += 1
             od += 1
         elif isinstance(it, int):
