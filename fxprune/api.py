@@ -15,7 +15,7 @@ from .budget import Budget
 from .errors import FxpruneError, NothingToPrune, PlanError
 from .ir import DepGraph, analyze
 from .ir.trace import inputs_from_spec
-from .passes import prune_channels
+from .passes import pruned_model
 from .plan import Plan
 from .policies import CRITERIA, PolicyContext, PolicyResult, class_importance, get_policy
 from .policies.allocation import AUTO, check_round_to
@@ -156,7 +156,7 @@ def prune(model: torch.nn.Module, budget: Any, *, example_inputs: Any = None, po
     plan = Plan.from_graph(graph, keep, budget=budget.to_dict(), policy=pol.name, importance=importance,
                            seed=seed, round_to=round_to, meta={**achieved, "ignore": ignore_names,
                                                                 **({"policy_config": policy_config} if policy_config else {})})
-    pruned = prune_channels(source, plan)
+    pruned = pruned_model(source, plan)
     report = build_report(graph, plan, pruned, budget=budget.to_dict(), policy=pol.name,
                           importance=importance, round_to=round_to)
     if search is not None:
@@ -172,7 +172,7 @@ def apply_plan(model: torch.nn.Module, plan: Plan, example_inputs: Any = None) -
     if example_inputs is None and plan.input_shapes:
         example_inputs = inputs_from_spec(plan.input_shapes)
     graph = analyze(model, example_inputs)
-    pruned = prune_channels(graph, plan)
+    pruned = pruned_model(graph, plan)
     report = build_report(graph, plan, pruned, budget=plan.budget or {}, policy=plan.policy or "",
                           importance=plan.importance or "", round_to=plan.round_to)
     return PruneResult(pruned, plan, report, graph)

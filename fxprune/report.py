@@ -62,6 +62,13 @@ class Report:
     latency_settings: dict[str, Any] | None = None
     latency_search: list[dict[str, float]] | None = None  # steps of a latency-budget search
     search: dict[str, Any] | None = None  # search policies: run_dir, evaluations, info
+    # a model whose forward is untraceable: the traced parts that were pruned, why the rest was
+    # not, and the whole model's MACs (torch.utils.flop_counter) before/after
+    regions: list[str] | None = None
+    untraced: str | None = None
+    whole_flops_before: float | None = None
+    whole_flops_after: float | None = None
+    specialisations: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def flops_ratio(self) -> float:
@@ -124,6 +131,9 @@ class Report:
                "| | before | after | ratio |", "|---|---:|---:|---:|",
                f"| FLOPs (MACs) | {_fmt(self.flops_before)} | {_fmt(self.flops_after)} | {self.flops_ratio:.3f} |",
                f"| params | {_fmt(self.params_before)} | {_fmt(self.params_after)} | {self.params_ratio:.3f} |"]
+        if self.whole_flops_before is not None:
+            out.append(f"| whole-model MACs (flop_counter) | {_fmt(self.whole_flops_before)} | "
+                       f"{_fmt(self.whole_flops_after)} | {self.whole_flops_after / max(self.whole_flops_before, 1e-12):.3f} |")
         if self.speedup is not None:
             out.append(f"| latency (ms, ONNX Runtime) | {self.latency_before_ms:.3f} | {self.latency_after_ms:.3f} | "
                        f"{1 / self.speedup:.3f} (speedup {self.speedup:.2f}x) |")
@@ -139,6 +149,13 @@ class Report:
                     f"log and checkpoints in `{self.search.get('run_dir')}`"
                     + (f"; repaired by {info['repaired']} channels to meet the budget" if info.get("repaired") else "")
                     + "."]
+        if self.regions:
+            out += ["", "## Traced parts", "", f"The model's forward is not traceable ({self.untraced}); FLOPs and "
+                    "the budget count the parts that are, which were pruned inside: "
+                    + ", ".join(f"`{r}`" for r in self.regions) + ". Their inputs and outputs keep their channels."]
+        if self.specialisations:
+            out += ["", "Control flow on shapes was specialised to the example input: "
+                    + "; ".join(self.specialisations[:10]) + "."]
         out += ["", "## Pinned groups", ""]
         out += [f"- group {g.id} ({g.size} channels; {', '.join(g.modules[:3]) or '-'}): {g.reason}" for g in self.pinned]
         out += ["" if self.pinned else "none", "", "## Groups", "", "| group | channels before | after | modules | pinned because |",
@@ -161,6 +178,10 @@ class Report:
                  f"  groups: {sum(1 for g in self.groups if g.kept < g.size)} pruned, "
                  f"{sum(1 for g in self.groups if not g.pinned)} prunable, {len(self.pinned)} pinned",
                  f"  channel rounding: {describe_rounding(self.round_to)}"]
+        if self.regions:
+            lines.append(f"  forward not traceable; pruned inside: {', '.join(self.regions)}")
+            lines.append(f"  whole model (flop_counter): {_fmt(self.whole_flops_before)} -> "
+                         f"{_fmt(self.whole_flops_after)} MACs")
         changed = [r for r in self.layers if r.weight_before != r.weight_after]
         lines.append(f"  layers resized: {len(changed)} of {len(self.layers)}")
         for r in changed[:12]:
@@ -219,6 +240,13 @@ def build_report(graph, plan, pruned: torch.nn.Module, *, budget: dict, policy: 
         _, s2, numel2 = after.get(n, (k, s, numel))
         p = pos.get(n, 0)
         layers.append(LayerRow(n, k, s, s2, float(numel * p), float(numel2 * p)))
-    return Report(graph.model_name, budget, policy, importance, graph.cost.full_flops,
-                  float(graph.cost.flops(keep)), graph.cost.full_params, float(graph.cost.params(keep)),
-                  groups, layers, dict(graph.leaves), round_to)
+    rep = Report(graph.model_name, budget, policy, importance, graph.cost.full_flops,
+                 float(graph.cost.flops(keep)), graph.cost.full_params, float(graph.cost.params(keep)),
+                 groups, layers, dict(graph.leaves), round_to, specialisations=list(graph.specialisations))
+    if graph.regions:
+        from .ir.flops import model_macs
+
+        rep.regions, rep.untraced = [r.path for r in graph.regions], graph.untraced
+        rep.whole_flops_before = model_macs(graph.root_model, graph.example_inputs)
+        rep.whole_flops_after = model_macs(pruned, graph.example_inputs)
+    return rep

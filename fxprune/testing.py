@@ -16,7 +16,7 @@ import torch
 
 from .ir import analyze
 from .ir.context import ZEROED_FOR_DEAD, tensor_at
-from .passes import prune_channels
+from .passes import prune_channels, pruned_model
 from .plan import Plan
 
 
@@ -53,6 +53,19 @@ def _flat(y: Any) -> list[torch.Tensor]:
     return []
 
 
+def _rel_err(ys: list[torch.Tensor], zs: list[torch.Tensor]) -> float:
+    """max |y - z| / max |y| over matching outputs; infinite when their number or shapes differ."""
+    if len(ys) != len(zs) or any(a.shape != b.shape for a, b in zip(ys, zs)):
+        return float("inf")
+    err = 0.0
+    for a, b in zip(ys, zs):
+        if a.numel() and a.is_floating_point():
+            err = max(err, float((a - b).abs().max()) / max(float(a.abs().max()), 1e-12))
+        elif a.numel() and not torch.equal(a, b):
+            return float("inf")
+    return err
+
+
 @dataclasses.dataclass
 class DeadCheck:
     rel_err: float  # max |y_dead - y_pruned| / max |y_dead|
@@ -72,11 +85,16 @@ def dead_channel_check(model: torch.nn.Module, example_inputs: Any, seed: int = 
     plan = random_plan(graph, seed, drop)
     zero_dead_channels(graph, plan)
     x = graph.example_inputs
+    # the analysed model with those channels zeroed (graph.gm shares its parameters)
+    dead_model = graph.root_model if graph.regions else graph.gm
     with torch.no_grad():
-        y_dead = _flat(graph.gm(*x))
-        pruned = prune_channels(graph, plan).eval()
+        y_dead = _flat(dead_model(*x))
+        pruned = pruned_model(graph, plan).eval()
         y_pruned = _flat(pruned(*x))
-    err = max(float((a - b).abs().max()) / max(float(a.abs().max()), 1e-12) for a, b in zip(y_dead, y_pruned))
+        err = _rel_err(y_dead, y_pruned)
+        if graph.regions:  # every region on its recorded inputs, too (detections may be empty)
+            stitched = prune_channels(graph, plan).eval()
+            err = max(err, _rel_err(_flat(graph.gm(*graph.region_inputs)), _flat(stitched(*graph.region_inputs))))
     keep = graph.keep_vector(plan.keep)
     again = analyze(pruned, x)
     return DeadCheck(err, len(plan.keep), float(graph.cost.params(keep)),

@@ -8,7 +8,7 @@ from typing import Any, Iterator
 
 import torch
 
-from ..errors import FxpruneError
+from ..errors import FxpruneError, TraceFailure
 from .analyze import run_rules
 from .context import Refuse
 from .depgraph import DepGraph, Group, Member
@@ -49,12 +49,54 @@ def analyze(model: torch.nn.Module, example_inputs: Any = None) -> DepGraph:
         raise FxpruneError(f"expected a torch.nn.Module, got {type(model).__name__}")
     inputs = make_inputs(model, example_inputs)
     with gc_paused():
-        traced = trace(model, example_inputs=inputs)
+        try:
+            traced = trace(model, example_inputs=inputs)
+        except TraceFailure as failure:
+            return _analyze_regions(model, inputs, failure)
         propagate_shapes(traced, inputs)
         ctx = run_rules(traced, traced.leaves)
         graph = DepGraph(traced, ctx, input_spec(inputs), traced.leaves)
     graph.example_inputs = inputs
+    graph.specialisations = traced.specialisations
     if not graph.prunable_groups:
         log.warning("nothing in %s is prunable: all %d channel groups are pinned",
                     graph.model_name, len(graph.groups))
     return graph
+
+
+def _analyze_regions(model: torch.nn.Module, inputs: tuple, failure: TraceFailure) -> DepGraph:
+    """``analyze`` for a model whose ``forward`` is untraceable: see :mod:`fxprune.ir.regions`."""
+    from .regions import trace_regions
+
+    traced, region_inputs, regions, in_reasons, out_reasons = trace_regions(model, inputs, failure)
+    propagate_shapes(traced, region_inputs)
+    ctx = run_rules(traced, traced.leaves, input_reasons=in_reasons, output_reasons=out_reasons)
+    scale_region_flops(ctx, traced, regions)
+    graph = DepGraph(traced, ctx, input_spec(inputs), traced.leaves)
+    graph.example_inputs = inputs
+    graph.regions, graph.root_model, graph.untraced = regions, traced.root, str(failure)
+    graph.region_inputs = region_inputs
+    graph.specialisations = traced.specialisations
+    if not graph.prunable_groups:
+        log.warning("nothing in %s is prunable: all %d channel groups are pinned",
+                    graph.model_name, len(graph.groups))
+    return graph
+
+
+def scale_region_flops(ctx, traced, regions) -> None:
+    """A region called k times per forward costs k times its graph's FLOPs."""
+    order = [n for n in traced.graph.nodes]
+    by_region: dict[str, list[int]] = {}
+    for i, n in enumerate(order):
+        if "region" in n.meta:
+            by_region.setdefault(n.meta["region"], []).append(i)
+    for r in regions:
+        if r.calls <= 1 or r.path not in by_region:
+            continue
+        idx = by_region[r.path]
+        lo = ctx.term_start[order[idx[0]].name]
+        nxt = idx[-1] + 1
+        hi = ctx.term_start[order[nxt].name] if nxt < len(order) else len(ctx.flops_terms)
+        for t in range(lo, hi):
+            coef, dims = ctx.flops_terms[t]
+            ctx.flops_terms[t] = (coef * r.calls, dims)

@@ -110,6 +110,7 @@ def run_rules(gm: fx.GraphModule, leaves: dict[str, str] | None = None, *,
     ctx = AnalysisContext(gm)
     for node in gm.graph.nodes:
         ctx.node = node
+        ctx.term_start[node.name] = len(ctx.flops_terms)
         if node.op == "placeholder":
             ctx.labels[node.name] = _placeholder(ctx, node, node.meta.get("tensor_meta"),
                                                  input_reasons.get(node.name, f"model input '{node.name}'"))

@@ -101,6 +101,7 @@ class AnalysisContext:
         self.params: dict[str, dict[int, ParamDim]] = {}
         self.labels: dict[str, Any] = {}  # node name -> Labels | list | None
         self.flops_terms: list[tuple[float, list[np.ndarray]]] = []
+        self.term_start: dict[str, int] = {}  # node name -> index of its first FLOPs term
         self.conv_modes: dict[str, str] = {}  # module name -> "fixed" | "per_channel"
         self.notes: list[tuple[str, str]] = []  # (node, reason) for every refusal
         self.node: fx.Node | None = None  # node being analysed

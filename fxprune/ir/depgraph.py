@@ -89,6 +89,11 @@ class DepGraph:
         self.conv_modes = ctx.conv_modes
         self.notes = ctx.notes
         self.model_name = gm.name if isinstance(gm, Traced) else type(gm).__name__
+        # set by analyze() for a model whose forward is untraceable (ir/regions.py)
+        self.regions: list = []
+        self.root_model = None  # the model (structural copy) the regions belong to
+        self.untraced: str | None = None  # why its forward is not a graph
+        self.specialisations: list[str] = []  # control flow on shapes taken for the example input
         n = ctx.n_atoms
         a, b = ctx.edges()
         adj = sp.coo_matrix((np.ones(a.size, np.int8), (a, b)), shape=(n, n))

@@ -16,7 +16,7 @@ import torch
 import torch.fx as fx
 from torch.utils.flop_counter import FlopCounterMode
 
-from .shapes import VALUE, _materialize, _to_meta
+from .shapes import VALUE, _materialize, _mutable, _to_meta
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +51,8 @@ def measured_macs(node: fx.Node, modules: dict[str, torch.nn.Module]) -> float:
     if node.op not in ("call_module", "call_function", "call_method"):
         return 0.0
     try:
-        args = fx.node.map_arg(node.args, _value)
-        kwargs = fx.node.map_arg(node.kwargs, _value)
+        args = _mutable(fx.node.map_arg(node.args, _value))
+        kwargs = _mutable(fx.node.map_arg(node.kwargs, _value))
     except KeyError as missing:
         log.warning("cannot measure the FLOPs of '%s': no recorded value for its input %s", node.name, missing)
         return 0.0
@@ -68,3 +68,19 @@ def measured_macs(node: fx.Node, modules: dict[str, torch.nn.Module]) -> float:
                 if not meta:
                     log.warning("cannot measure the FLOPs of '%s': %s", node.name, exc)
     return 0.0
+
+
+def model_macs(model: torch.nn.Module, inputs: tuple) -> float:
+    """Multiply-accumulates of one forward of ``model`` on ``inputs``, counted by
+    ``torch.utils.flop_counter`` (a real forward in eval mode; buffers restored afterwards)."""
+    from .trace import eval_mode
+
+    saved = [(b, b.detach().clone()) for b in model.buffers()]
+    try:
+        with eval_mode(model), torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(*inputs)
+    finally:
+        with torch.no_grad():
+            for b, v in saved:
+                b.copy_(v)
+    return counter.get_total_flops() / 2.0

@@ -277,7 +277,7 @@ class MetaShapeProp:
 
     def _step(self, node: fx.Node) -> Any:
         env = self.env
-        load = lambda a: fx.node.map_arg(a, env.__getitem__)  # noqa: E731
+        load = lambda a: _mutable(fx.node.map_arg(a, env.__getitem__))  # noqa: E731
         self._done.add(node)
         if node.op == "placeholder":
             try:
@@ -308,6 +308,18 @@ class MetaShapeProp:
             if node.op == "output":
                 return val
         raise AnalysisError("the traced graph has no output node")
+
+
+def _mutable(v: Any) -> Any:
+    """Plain lists and dicts in place of torch.fx's immutable ones: a wrapped function may mutate
+    its arguments (torchvision's ``_get_window_and_shift_size`` does), as it can when the
+    GraphModule's generated code calls it."""
+    if isinstance(v, (list, tuple)):
+        items = [_mutable(x) for x in v]
+        return items if isinstance(v, list) else type(v)(items) if type(v) is tuple else v
+    if isinstance(v, dict):
+        return {k: _mutable(x) for k, x in v.items()}
+    return v
 
 
 def _first_device(inputs: Sequence[Any]) -> torch.device:

@@ -30,6 +30,7 @@ import logging
 import os
 import sys
 import traceback
+import types
 from typing import Any, Callable, Iterator, Sequence
 
 import torch
@@ -38,7 +39,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 
 from ..errors import AnalysisError, TraceFailure
 from .context import canonical_names, tensor_at
-from .shapes import VALUE, MetaShapeProp, _to_meta
+from .shapes import VALUE, MetaShapeProp, _mutable, _to_meta
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +131,15 @@ class _Proxy(fx.Proxy):
             return self.tracer.iter(self)  # torch.fx's error: "Proxy object cannot be iterated"
         return iter([self[i] for i in range(n)])
 
+    def __bool__(self) -> bool:
+        # control flow on a value computed from shapes (``if h % 2:``, ``max(pad, 0)``): take the
+        # branch the example input takes, and record that the graph is specialised to it
+        val = self.tracer.python_value(self.node)
+        if val is None:
+            return super().__bool__()  # torch.fx's error: no control flow on traced values
+        self.tracer.specialised(self.node, bool(val))
+        return bool(val)
+
     def __len__(self) -> int:
         n = self.tracer.sequence_length(self.node)
         if n is None:
@@ -191,6 +201,7 @@ class _Tracer(fx.Tracer):
         self._prop_failed = False
         self.module_names: dict[str, torch.nn.Module] = {}
         self._tensor_names: dict[int, str] = {}
+        self.specialisations: list[str] = []
 
     def trace(self, root, concrete_args=None):
         if isinstance(root, torch.nn.Module):
@@ -221,6 +232,23 @@ class _Tracer(fx.Tracer):
         if isinstance(val, (tuple, list)):
             return len(val)
         return None
+
+    def python_value(self, node: fx.Node) -> bool | int | float | None:
+        """The value of a node computed from shapes only (a Python number), else None."""
+        val = self._meta_value(node)
+        return val if isinstance(val, (bool, int, float)) else None
+
+    def specialised(self, node: fx.Node, value: bool) -> None:
+        frame = inspect.currentframe()
+        where = "unknown location"
+        while frame is not None:
+            fn = frame.f_code.co_filename
+            if not fn.startswith(_TORCH_DIR) and not fn.startswith(_HERE):
+                where = f"{fn}:{frame.f_lineno} in {frame.f_code.co_name}"
+                break
+            frame = frame.f_back
+        self.specialisations.append(f"{where}: took the {value} branch for the example input")
+        log.info("control flow on shapes at %s is specialised to the example input (%s)", where, value)
 
     def _meta_value(self, node: fx.Node) -> Any:
         if self.example_inputs is None or self._prop_failed:
@@ -301,6 +329,7 @@ class Traced:
         self._gm: fx.GraphModule | None = None
         self._modules: dict[str, torch.nn.Module] | None = None
         self._canon: dict[str, str] | None = None
+        self.specialisations: list[str] = []  # control flow on shapes taken for the example input
 
     @property
     def gm(self) -> fx.GraphModule:
@@ -381,6 +410,9 @@ def structural_copy(model: torch.nn.Module) -> torch.nn.Module:
             memo[id(m)] = m
             return m
         memo[id(m)] = c
+        for k, v in list(c.__dict__.items()):  # ``self.forward = self.forward_fast`` and the like
+            if isinstance(v, types.MethodType) and v.__self__ is m:
+                c.__dict__[k] = types.MethodType(v.__func__, c)
         c.__dict__["_parameters"] = dict(m._parameters)
         c.__dict__["_buffers"] = {k: (None if b is None else b.detach().clone()) for k, b in m._buffers.items()}
         c.__dict__["_modules"] = {k: (None if s is None else visit(s)) for k, s in m._modules.items()}
@@ -403,18 +435,36 @@ def eval_mode(model: torch.nn.Module) -> Iterator[None]:
             m.training = True
 
 
+def _defaults_beyond(model: torch.nn.Module, example_inputs: Sequence[Any] | None) -> dict[str, Any]:
+    """Arguments of ``forward`` that the example inputs leave out, at their default values
+    (``targets=None`` of a detector): traced as constants, so ``if targets is not None`` works."""
+    if example_inputs is None:
+        return {}
+    try:
+        params = list(inspect.signature(model.forward).parameters.values())
+    except (TypeError, ValueError):
+        return {}
+    out = {}
+    for p in params[len(example_inputs):]:
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.default is not p.empty:
+            out[p.name] = p.default
+    return out
+
+
 def trace(model: torch.nn.Module, max_leaves: int = 64, example_inputs: Sequence[Any] | None = None,
-          copy_model: bool = True) -> Traced:
+          copy_model: bool = True, concrete: dict[str, Any] | None = None) -> Traced:
     """Symbolically trace ``model`` (a structural copy of it unless ``copy_model=False``) in eval
     mode; untraceable submodules become leaves. ``example_inputs`` (positional arguments of
-    ``forward``) let iteration over tuple/list values be traced."""
+    ``forward``) let iteration over tuple/list values be traced; arguments they leave out are
+    traced at their defaults, or at the values in ``concrete``."""
     root = structural_copy(model) if copy_model else model
     leaves: dict[str, str] = {}
+    concrete = {**_defaults_beyond(root, example_inputs), **(concrete or {})}
     with eval_mode(root):
         for _ in range(max_leaves + 1):
             tracer = _Tracer(set(leaves), example_inputs)
             try:
-                graph = tracer.trace(root)
+                graph = tracer.trace(root, concrete_args=concrete or None)
             except Exception as exc:  # noqa: BLE001 - any tracing error is reported
                 path = tracer.fail_path
                 if not path or path in leaves:
@@ -425,7 +475,9 @@ def trace(model: torch.nn.Module, max_leaves: int = 64, example_inputs: Sequence
                 leaves[path] = f"{one_line(exc)} (at {user_frame(exc)})"
                 log.info("submodule '%s' is not traceable, kept as a leaf: %s", path, leaves[path])
                 continue
-            return Traced(tracer.root, graph, leaves, type(model).__name__)
+            traced = Traced(tracer.root, graph, leaves, type(model).__name__)
+            traced.specialisations = list(dict.fromkeys(tracer.specialisations))
+            return traced
     raise TraceFailure(f"more than {max_leaves} submodules of {type(model).__name__} are untraceable")
 
 
@@ -503,6 +555,9 @@ def inputs_from_spec(spec: Sequence[Any]) -> tuple[Any, ...]:
 
 
 class _CheckedShapeProp(ShapeProp):
+    def call_function(self, target, args, kwargs):
+        return super().call_function(target, _mutable(args), _mutable(kwargs))
+
     def run_node(self, n: fx.Node) -> Any:
         try:
             out = super().run_node(n)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import operator
 from typing import Any
 
 import numpy as np
@@ -101,6 +102,20 @@ def _slice_tensors(gm: fx.GraphModule, graph, sizes: Sizes) -> None:
             _replace_tensor(gm, name, new.contiguous().clone(), holders)
 
 
+def is_impure(node: fx.Node) -> bool:
+    """torch.fx's notion of side effects, plus in-place updates whose result is not used
+    (``out.mul_(gain)``, ``self.calls.add_(1)``, ``x[:, 0] = y``): dead-code elimination must keep them."""
+    if node.is_impure():
+        return True
+    if node.op == "call_method":
+        return isinstance(node.target, str) and node.target.endswith("_") and not node.target.endswith("__")
+    if node.op == "call_function":
+        name = getattr(node.target, "__name__", "")
+        return (node.target is operator.setitem or node.kwargs.get("inplace") is True
+                or (name.endswith("_") and not name.endswith("__")))
+    return False
+
+
 def prune_channels(graph, plan: Plan) -> fx.GraphModule:
     """Apply ``plan`` to ``graph.gm`` and return a new, smaller GraphModule.
 
@@ -130,6 +145,18 @@ def prune_channels(graph, plan: Plan) -> fx.GraphModule:
             rule.rewrite(node, sizes)
     for node in gm.graph.nodes:
         node.meta.pop("tensor_meta", None)
-    gm.graph.eliminate_dead_code()
+    gm.graph.eliminate_dead_code(is_impure_node=is_impure)
     gm.graph.lint()
     return fx.GraphModule(gm, gm.graph, graph.model_name)  # a plain, compiled GraphModule
+
+
+def pruned_model(graph, plan: Plan) -> torch.nn.Module:
+    """The pruned model a user gets: :func:`prune_channels`'s GraphModule, or, for a model whose
+    ``forward`` is untraceable, a copy of the model with its pruned regions put back
+    (:func:`fxprune.ir.regions.assemble`)."""
+    gm = prune_channels(graph, plan)
+    if not graph.regions:
+        return gm
+    from ..ir.regions import assemble
+
+    return assemble(graph, gm)

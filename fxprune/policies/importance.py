@@ -98,6 +98,9 @@ def class_importance(graph, criterion: str = "l2", data: Any = None, seed: int =
     if criterion in ("l1", "l2"):
         return _norm_scores(graph, 1 if criterion == "l1" else 2, model=model)
     if criterion == "taylor":
+        if graph.regions:
+            raise FxpruneError(f"importance='taylor' needs the gradient of the whole model, but "
+                               f"{graph.model_name}.forward is not traceable; use l1, l2 or bn")
         return _taylor(graph, data, model, limit)
     bn = _norm_scores(graph, 1, roles=(NORM_W,), model=model)
     fallback = _norm_scores(graph, 2, model=model)

@@ -77,6 +77,9 @@ class Evaluator:
         self.precision = precision
         if not isinstance(graph, DepGraph):
             raise FxpruneError(f"Evaluator needs the DepGraph of fxprune.analyze(model), got {type(graph).__name__}")
+        if graph.regions:
+            raise FxpruneError(f"{graph.model_name}.forward is not traceable ({graph.untraced}); plan evaluation "
+                               "needs the whole model as one graph, so only the baselines (global, uniform) can prune it")
         for arg, val in (("n_samples", n_samples), ("batch_size", batch_size)):
             if val is not None and (isinstance(val, bool) or not isinstance(val, int) or val < 1):
                 raise FxpruneError(f"{arg}={val!r} must be a positive integer or None")

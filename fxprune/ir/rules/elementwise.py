@@ -28,14 +28,21 @@ _UNARY_FUNCTIONS = (
 _UNARY_METHODS = (
     "relu", "relu_", "sigmoid", "sigmoid_", "tanh", "tanh_", "clamp", "clamp_", "clip", "abs",
     "neg", "exp", "contiguous", "clone", "detach", "float", "half", "double", "to", "type_as",
-    "sqrt", "rsqrt", "square", "erf",
+    "sqrt", "rsqrt", "square", "erf", "sin", "cos", "log", "reciprocal", "sign", "floor", "ceil",
+    "round", "pow", "bool", "int", "long", "logical_not", "exp_", "hardtanh_", "silu_",
+)
+_UNARY_FUNCTIONS_MORE = (
+    torch.sin, torch.cos, torch.log, torch.reciprocal, torch.sign, torch.floor, torch.ceil, torch.round,
+    torch.logical_not, operator.invert, F.softsign, F.tanhshrink, F.logsigmoid, F.softplus, F.glu,
 )
 _BINARY = (
     operator.add, operator.iadd, operator.sub, operator.isub, operator.mul, operator.imul,
-    operator.truediv, operator.itruediv, torch.add, torch.sub, torch.mul, torch.div,
-    torch.maximum, torch.minimum, torch.true_divide,
+    operator.truediv, operator.itruediv, operator.pow, operator.and_, operator.or_, torch.add,
+    torch.sub, torch.mul, torch.div, torch.maximum, torch.minimum, torch.true_divide, torch.pow,
+    torch.where, torch.addcmul, torch.addcdiv, torch.lerp,
 )
-_BINARY_METHODS = ("add", "add_", "sub", "sub_", "mul", "mul_", "div", "div_")
+_BINARY_METHODS = ("add", "add_", "sub", "sub_", "mul", "mul_", "div", "div_", "pow", "maximum",
+                   "minimum", "masked_fill", "masked_fill_", "where", "addcmul", "lerp")
 
 
 def _first_tensor(node):
@@ -45,7 +52,8 @@ def _first_tensor(node):
     raise Refuse("no tensor argument")
 
 
-@register(*_UNARY_MODULES, *_UNARY_FUNCTIONS, *[f"method:{m}" for m in _UNARY_METHODS])
+@register(*_UNARY_MODULES, *_UNARY_FUNCTIONS, *[f for f in _UNARY_FUNCTIONS_MORE if f is not F.glu],
+          *[f"method:{m}" for m in _UNARY_METHODS])
 def unary(ctx, node):
     """Same shape in, same shape out, channel by channel."""
     x = _first_tensor(node)
@@ -61,6 +69,8 @@ def broadcast(ctx, node):
     """Elementwise op with numpy broadcasting: dims that meet with size > 1 are coupled."""
     out_shape = shape_of(node)
     if out_shape is None:
+        if not any(shape_of(a) is not None for a in list(node.args) + list(node.kwargs.values())):
+            return None  # arithmetic on sizes (``C // heads``)
         raise Refuse("output is not a tensor")
     nd = len(out_shape)
     operands = []
@@ -88,21 +98,6 @@ def broadcast(ctx, node):
 
 
 register(*_BINARY, *[f"method:{m}" for m in _BINARY_METHODS])(broadcast)
-
-
-def _stochastic_depth_key():
-    try:
-        from torchvision.ops import stochastic_depth
-
-        return (stochastic_depth,)
-    except Exception:  # torchvision missing: nothing to register
-        return ()
-
-
-@register(*_stochastic_depth_key())
-def stochastic_depth(ctx, node):
-    """Drops whole samples (rows), never channels: a channel passthrough."""
-    return dict(ctx.tensor_labels(node.args[0]))
 
 
 @register("method:size", "method:dim", "method:numel", "method:ndimension", "method:nelement")

@@ -81,7 +81,8 @@ def rewrite_split(node, sizes):
     node.kwargs = {}
 
 
-@register(torch.split, "method:split", torch.chunk, "method:chunk", rewrite=rewrite_split)
+@register(torch.split, "method:split", torch.chunk, "method:chunk", torch.tensor_split, "method:tensor_split",
+          rewrite=rewrite_split)
 def split(ctx, node):
     return _pieces(ctx, node, node.args[0], _dim_arg(node, 2))
 
@@ -149,7 +150,11 @@ def getitem(ctx, node):
             continue
         if isinstance(it, slice):
             if not all(v is None or isinstance(v, int) for v in (it.start, it.stop, it.step)):
-                raise Refuse("slice bounds computed at run time")
+                if d in lab:
+                    raise Refuse(f"slice bounds of channel dim {d} computed at run time")
+                d += 1
+                od += 1
+                continue
             if d in lab:
                 start, stop, step = it.indices(xs[d])
                 if step != 1 and not (lab[d] == FIXED).all():
@@ -194,7 +199,7 @@ def pad(ctx, node):
     x = node.args[0]
     pads = node.kwargs.get("pad", node.args[1] if len(node.args) > 1 else None)
     mode = node.kwargs.get("mode", node.args[2] if len(node.args) > 2 else "constant")
-    if not isinstance(pads, (tuple, list)) or not all(isinstance(p, int) for p in pads):
+    if not isinstance(pads, (tuple, list)):
         raise Refuse("pad amounts computed at run time")
     xs = shape_of(x)
     lab = ctx.tensor_labels(x)
@@ -202,7 +207,11 @@ def pad(ctx, node):
     for k in range(len(pads) // 2):
         d = len(xs) - 1 - k
         lo, hi = pads[2 * k], pads[2 * k + 1]
-        if d not in lab or (lo == 0 and hi == 0):
+        if d not in lab:
+            continue  # padding of a dim without channels (spatial, often computed at run time)
+        if not (isinstance(lo, int) and isinstance(hi, int)):
+            raise Refuse(f"pad amounts of channel dim {d} computed at run time")
+        if lo == 0 and hi == 0:
             continue
         if mode != "constant" or lo < 0 or hi < 0:
             raise Refuse(f"'{mode}' padding (or cropping) of channel dim {d}")

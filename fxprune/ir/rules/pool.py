@@ -37,8 +37,8 @@ def spatial(ctx, node):
     return {d: a for d, a in lab.items() if d < 2 or shape_of(x)[d] == shape_of(node)[d]}
 
 
-def _reduce_dims(node, ndim):
-    dim = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else None)
+def _reduce_dims(node, ndim, pos: int = 1):
+    dim = node.kwargs.get("dim", node.args[pos] if len(node.args) > pos else None)
     if dim is None:
         return list(range(ndim))
     if isinstance(dim, int):
@@ -48,13 +48,13 @@ def _reduce_dims(node, ndim):
     return sorted(d % ndim for d in dim)
 
 
-def _reduction(ctx, node, channel_safe: bool):
+def _reduction(ctx, node, channel_safe: bool, dim_pos: int = 1):
     x = node.args[0]
     xs = shape_of(x)
     if shape_of(node) is None:
         raise Refuse("reduction returns more than a tensor")
-    keep = node.kwargs.get("keepdim", node.args[2] if len(node.args) > 2 else False)
-    dims = _reduce_dims(node, len(xs))
+    keep = node.kwargs.get("keepdim", node.args[dim_pos + 1] if len(node.args) > dim_pos + 1 else False)
+    dims = _reduce_dims(node, len(xs), dim_pos)
     lab = ctx.tensor_labels(x)
     out = {}
     shift = 0
@@ -76,9 +76,15 @@ def reduce_sum(ctx, node):
 
 
 @register("method:mean", torch.mean, "method:amax", torch.amax, "method:amin", torch.amin,
-          "method:std", "method:var", torch.std, torch.var)
+          "method:std", "method:var", torch.std, torch.var, "method:logsumexp", torch.logsumexp)
 def reduce_other(ctx, node):
     return _reduction(ctx, node, False)
+
+
+@register("method:norm", torch.norm, torch.linalg.vector_norm)
+def reduce_norm(ctx, node):
+    """``x.norm(p, dim, keepdim)``: like ``mean`` (a norm over channels pins them)."""
+    return _reduction(ctx, node, False, dim_pos=2)
 
 
 def _softmax(ctx, node):
@@ -95,6 +101,20 @@ def _softmax(ctx, node):
 
 register(F.softmax, F.log_softmax, torch.softmax, torch.log_softmax, "method:softmax",
          "method:log_softmax")(_softmax)
+
+
+@register(F.normalize)
+def normalize(ctx, node):
+    """``F.normalize(x, p, dim)``: divides by a norm over ``dim`` (default 1), like softmax."""
+    x = node.args[0]
+    dim = node.kwargs.get("dim", node.args[2] if len(node.args) > 2 else 1)
+    lab = ctx.tensor_labels(x)
+    if not isinstance(dim, int):
+        raise Refuse("normalize dim is not a constant")
+    d = dim % len(shape_of(x))
+    if d in lab:
+        ctx.pin(lab[d], f"{node.name} normalises over channels")
+    return dict(lab)
 
 
 @register(nn.Softmax, nn.LogSoftmax)

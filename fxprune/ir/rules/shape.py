@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..context import FIXED, Refuse, shape_of
+from ..context import FIXED, Refuse, full_labels, shape_of
 from ..registry import register
 
 
@@ -157,3 +157,135 @@ def expand(ctx, node):
     off = len(os_) - len(xs)
     lab = ctx.tensor_labels(node.args[0])
     return {d + off: v for d, v in lab.items() if xs[d] == os_[d + off]}
+
+
+def _couple_with(ctx, out: dict, other, why: str) -> dict:
+    """``x.reshape_as(other)`` / ``x.expand_as(other)`` take ``other``'s run-time shape, so every
+    output dim must shrink exactly as ``other``'s does."""
+    os_ = shape_of(other)
+    olab = ctx.tensor_labels(other)
+    for d, size in enumerate(os_):
+        if size <= 1:
+            continue
+        mine = out.get(d)
+        theirs = olab.get(d)
+        if mine is None and theirs is None:
+            continue
+        a = mine if mine is not None else np.full(size, FIXED, np.int64)
+        b = theirs if theirs is not None else np.full(size, FIXED, np.int64)
+        ctx.union(a, b, why)
+        out[d] = a if mine is not None and not (a == FIXED).all() else b
+    return out
+
+
+@register("method:reshape_as", "method:view_as")
+def reshape_as(ctx, node):
+    x, other = node.args[0], node.args[1]
+    out = reshape_labels(ctx, shape_of(x), ctx.tensor_labels(x), shape_of(node), f"reshape at '{node.name}'")
+    return _couple_with(ctx, out, other, f"'{node.name}' takes the shape of another tensor")
+
+
+@register("method:expand_as")
+def expand_as(ctx, node):
+    out = expand(ctx, node)
+    return _couple_with(ctx, out, node.args[1], f"'{node.name}' takes the shape of another tensor")
+
+
+@register("method:repeat", torch.tile, "method:tile")
+def repeat(ctx, node):
+    """Tiling: every copy of a channel goes with it (the repeat counts stay as they are)."""
+    x = node.args[0]
+    xs, os_ = shape_of(x), shape_of(node)
+    lab = ctx.tensor_labels(x)
+    off = len(os_) - len(xs)
+    out = {}
+    for d, arr in lab.items():
+        reps = os_[d + off] // xs[d]
+        out[d + off] = np.tile(arr, reps)
+    return out
+
+
+def _dim_of(node, pos: int, nd: int, default=None):
+    dim = node.kwargs.get("dim", node.args[pos] if len(node.args) > pos else default)
+    if dim is None:
+        return None
+    if not isinstance(dim, int):
+        raise Refuse("dim is not a constant")
+    return dim % nd
+
+
+@register(torch.repeat_interleave, "method:repeat_interleave")
+def repeat_interleave(ctx, node):
+    """Each position repeated ``repeats`` times along ``dim``: a removed channel takes its copies."""
+    x = node.args[0]
+    xs, os_ = shape_of(x), shape_of(node)
+    reps = node.kwargs.get("repeats", node.args[1] if len(node.args) > 1 else None)
+    dim = _dim_of(node, 2, len(xs))
+    lab = ctx.tensor_labels(x)
+    if dim is None:
+        if lab:
+            raise Refuse("repeat_interleave without dim flattens the channels")
+        return {}
+    if not isinstance(reps, int):
+        if dim in lab:
+            raise Refuse("repeats is a tensor")
+        return dict(lab)
+    out = dict(lab)
+    if dim in lab:
+        out[dim] = np.repeat(lab[dim], reps)
+    return out
+
+
+@register("method:cumsum", torch.cumsum, "method:cumprod", torch.cumprod, "method:flip", torch.flip,
+          "method:roll", torch.roll)
+def along_dim(ctx, node):
+    """Ops that combine or reorder positions along dims (cumulative sums, flips, rolls): those
+    dims cannot lose positions; the others pass through."""
+    x = node.args[0]
+    xs = shape_of(x)
+    lab = ctx.tensor_labels(x)
+    name = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", "")
+    if name in ("flip", "roll"):
+        dims = node.kwargs.get("dims", node.args[1] if len(node.args) > 1 else None)
+        if name == "roll":
+            dims = node.kwargs.get("dims", node.args[2] if len(node.args) > 2 else None)
+        dims = [dims] if isinstance(dims, int) else list(dims or range(len(xs)))
+    else:
+        dims = [_dim_of(node, 1, len(xs))]
+    for d in dims:
+        if not isinstance(d, int):
+            raise Refuse("dims are not constants")
+        d %= len(xs)
+        if d in lab:
+            ctx.pin(lab[d], f"'{node.name}' mixes positions along dim {d}")
+    return {d: a for d, a in lab.items() if d not in [e % len(xs) for e in dims]}
+
+
+@register(torch.stack)
+def stack(ctx, node):
+    """A new dim at ``dim``; the stacked tensors' other dims are coupled position by position."""
+    tensors = node.kwargs.get("tensors", node.args[0])
+    out_shape = shape_of(node)
+    dim = _dim_of(node, 1, len(out_shape), 0)
+    parts = [(shape_of(t), ctx.tensor_labels(t)) for t in tensors]
+    out = {}
+    for d, size in enumerate(parts[0][0]):
+        arrays = [full_labels(lab, d, shp[d]) for shp, lab in parts]
+        labelled = [a for a in arrays if not (a == FIXED).all()]
+        if labelled:
+            ctx.union_all(arrays, f"stacked with a fixed-size tensor at '{node.name}'")
+            out[d if d < dim else d + 1] = labelled[0]
+    return out
+
+
+@register(torch.unbind, "method:unbind")
+def unbind(ctx, node):
+    """One tensor per position of ``dim``: positions of that dim cannot be removed."""
+    x = node.args[0]
+    xs = shape_of(x)
+    dim = _dim_of(node, 1, len(xs), 0)
+    lab = ctx.tensor_labels(x)
+    if dim in lab:
+        ctx.pin(lab[dim], f"'{node.name}' makes one tensor of every position of dim {dim}")
+    piece = {(d if d < dim else d - 1): a for d, a in lab.items() if d != dim}
+    return [dict(piece) for _ in range(xs[dim])]
