@@ -247,6 +247,6 @@ def build_report(graph, plan, pruned: torch.nn.Module, *, budget: dict, policy: 
         from .ir.flops import model_macs
 
         rep.regions, rep.untraced = [r.path for r in graph.regions], graph.untraced
-        rep.whole_flops_before = model_macs(graph.root_model, graph.example_inputs)
+        rep.whole_flops_before = graph.whole_flops
         rep.whole_flops_after = model_macs(pruned, graph.example_inputs)
     return rep

@@ -16,6 +16,7 @@ import torch
 
 from .ir import analyze
 from .ir.context import ZEROED_FOR_DEAD, tensor_at
+from .ir.flops import model_macs
 from .passes import prune_channels, pruned_model
 from .plan import Plan
 
@@ -96,7 +97,11 @@ def dead_channel_check(model: torch.nn.Module, example_inputs: Any, seed: int = 
             stitched = prune_channels(graph, plan).eval()
             err = max(err, _rel_err(_flat(graph.gm(*graph.region_inputs)), _flat(stitched(*graph.region_inputs))))
     keep = graph.keep_vector(plan.keep)
-    again = analyze(pruned, x)
-    return DeadCheck(err, len(plan.keep), float(graph.cost.params(keep)),
-                     sum(p.numel() for p in pruned.parameters()), float(graph.cost.flops(keep)),
-                     again.cost.full_flops, graph.cost.full_params, graph.cost.full_flops)
+    if graph.regions:  # each pruned region on the inputs it was analysed with, times its calls
+        flops = sum(r.calls * model_macs(pruned.get_submodule(r.path), r.inputs) for r in graph.regions)
+        params = sum(p.numel() for r in graph.regions for p in pruned.get_submodule(r.path).parameters())
+    else:
+        flops = analyze(pruned, x).cost.full_flops
+        params = sum(p.numel() for p in pruned.parameters())
+    return DeadCheck(err, len(plan.keep), float(graph.cost.params(keep)), params, float(graph.cost.flops(keep)),
+                     flops, graph.cost.full_params, graph.cost.full_flops)

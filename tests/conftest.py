@@ -56,3 +56,30 @@ def real_and_fast_shapes(model, x):
     with torch.no_grad():
         prop.propagate((x,))
     return real, _recorded(gm), prop
+
+
+def snapshot(model):
+    """Everything of a model that fxprune must never change: weights and buffers (values, dtypes,
+    devices, object identity), parameter flags, module flags and the module tree."""
+    return {
+        "state": {k: (v.detach().clone(), v.dtype, v.device) for k, v in model.state_dict(keep_vars=True).items()},
+        "ids": {k: id(v) for k, v in model.state_dict(keep_vars=True).items()},
+        "grad": {k: p.requires_grad for k, p in model.named_parameters()},
+        "training": {n: m.training for n, m in model.named_modules()},
+        "modules": [(n, type(m).__name__) for n, m in model.named_modules()],
+        "attrs": {n: sorted(k for k in vars(m) if not k.startswith("_")) for n, m in model.named_modules()},
+    }
+
+
+def assert_untouched(model, snap):
+    """The model is bit-identical to its snapshot."""
+    now = snapshot(model)
+    assert now["modules"] == snap["modules"], "the module tree changed"
+    assert now["ids"] == snap["ids"], "a parameter or buffer object was replaced"
+    for k, (v, dtype, device) in snap["state"].items():
+        w, dt, dev = now["state"][k]
+        assert dt == dtype and dev == device, f"{k}: dtype/device changed"
+        assert torch.equal(v, w), f"{k} changed"
+    assert now["grad"] == snap["grad"], "requires_grad flags changed"
+    assert now["training"] == snap["training"], "training flags changed"
+    assert now["attrs"] == snap["attrs"], "module attributes were added or removed"

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ..errors import ExportError, FxpruneError
-from ..ir.trace import eval_mode, make_inputs
+from ..ir.trace import eval_mode, inputs_from_spec, make_inputs, structural_copy
 
 log = logging.getLogger(__name__)
 
@@ -170,8 +170,11 @@ def export_onnx(model_or_result: Any, path: str | Path, example_inputs: Any = No
 
     model, shapes = _unwrap(model_or_result)
     if example_inputs is None and shapes:
-        example_inputs = tuple(torch.randn(tuple(s)) for s in shapes)
+        example_inputs = inputs_from_spec(shapes)
     inputs = make_inputs(model, example_inputs)
+    # export and the parity runs call forward: on a copy whose buffers are its own, so that a
+    # forward that updates buffers in place leaves the caller's model as it was
+    model = structural_copy(model)
     if exporter not in ("auto", *EXPORTERS):
         raise FxpruneError(f"exporter='{exporter}' is not one of auto, {', '.join(EXPORTERS)}")
     opset = DEFAULT_OPSET if opset is None else int(opset)

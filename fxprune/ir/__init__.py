@@ -68,14 +68,14 @@ def _analyze_regions(model: torch.nn.Module, inputs: tuple, failure: TraceFailur
     """``analyze`` for a model whose ``forward`` is untraceable: see :mod:`fxprune.ir.regions`."""
     from .regions import trace_regions
 
-    traced, region_inputs, regions, in_reasons, out_reasons = trace_regions(model, inputs, failure)
+    traced, region_inputs, regions, in_reasons, out_reasons, macs = trace_regions(model, inputs, failure)
     propagate_shapes(traced, region_inputs)
     ctx = run_rules(traced, traced.leaves, input_reasons=in_reasons, output_reasons=out_reasons)
     scale_region_flops(ctx, traced, regions)
     graph = DepGraph(traced, ctx, input_spec(inputs), traced.leaves)
     graph.example_inputs = inputs
     graph.regions, graph.root_model, graph.untraced = regions, traced.root, str(failure)
-    graph.region_inputs = region_inputs
+    graph.region_inputs, graph.whole_flops = region_inputs, macs
     graph.specialisations = traced.specialisations
     if not graph.prunable_groups:
         log.warning("nothing in %s is prunable: all %d channel groups are pinned",

@@ -93,6 +93,7 @@ class DepGraph:
         self.regions: list = []
         self.root_model = None  # the model (structural copy) the regions belong to
         self.untraced: str | None = None  # why its forward is not a graph
+        self.whole_flops: float | None = None  # the whole model's MACs (flop_counter), example inputs
         self.specialisations: list[str] = []  # control flow on shapes taken for the example input
         n = ctx.n_atoms
         a, b = ctx.edges()

@@ -42,6 +42,7 @@ class Region:
     calls: int  # how often the untraced code calls it per forward
     placeholders: list[str]  # its forward's argument names, in order
     output_index: int  # position of its output in the stitched graph's output tuple
+    inputs: tuple = ()  # the arguments of its first call (real activations)
 
 
 @dataclasses.dataclass
@@ -51,8 +52,11 @@ class _Call:
     count: int = 1
 
 
-def record_calls(root: torch.nn.Module, inputs: tuple) -> dict[str, _Call]:
-    """Arguments of the first call of every submodule during one forward of ``root``."""
+def record_calls(root: torch.nn.Module, inputs: tuple) -> tuple[dict[str, _Call], float]:
+    """Arguments of the first call of every submodule during one forward of ``root``, and the
+    forward's multiply-accumulates (``torch.utils.flop_counter``)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
     calls: dict[str, _Call] = {}
     names = {id(m): n for n, m in root.named_modules()}
     hooks = []
@@ -70,7 +74,7 @@ def record_calls(root: torch.nn.Module, inputs: tuple) -> dict[str, _Call]:
         hooks.append(m.register_forward_pre_hook(hook, with_kwargs=True))
     saved = [(b, b.detach().clone()) for b in root.buffers()]
     try:
-        with eval_mode(root), torch.no_grad():
+        with eval_mode(root), torch.no_grad(), FlopCounterMode(display=False) as counter:
             root(*inputs)
     except Exception as exc:  # noqa: BLE001 - the model itself fails on the example input
         raise AnalysisError(f"{type(root).__name__} fails on the example inputs: {type(exc).__name__}: {exc}") from exc
@@ -80,7 +84,7 @@ def record_calls(root: torch.nn.Module, inputs: tuple) -> dict[str, _Call]:
         with torch.no_grad():
             for b, v in saved:
                 b.copy_(v)
-    return calls
+    return calls, counter.get_total_flops() / 2.0
 
 
 def _positional(mod: torch.nn.Module, call: _Call) -> tuple[list[str], tuple, dict] | None:
@@ -165,7 +169,7 @@ def stitch(root: torch.nn.Module, found: list, name: str) -> tuple[Traced, tuple
         inputs.extend(values)
         for leaf, why in traced.leaves.items():
             leaves[f"{path}.{leaf}"] = why
-        regions.append(Region(path, tag, call.count, placeholders, k))
+        regions.append(Region(path, tag, call.count, placeholders, k, tuple(values)))
     out = g.output(tuple(outputs))
     for k, region in enumerate(regions):
         def visit(n: fx.Node, path=region.path) -> None:
@@ -177,13 +181,13 @@ def stitch(root: torch.nn.Module, found: list, name: str) -> tuple[Traced, tuple
 def trace_regions(model: torch.nn.Module, inputs: tuple, failure: TraceFailure):
     """Structural copy, regions and stitched graph of a model whose ``forward`` is untraceable."""
     root = structural_copy(model)
-    calls = record_calls(root, inputs)
+    calls, macs = record_calls(root, inputs)
     found = find_regions(root, calls)
     if not found:
         raise TraceFailure(f"{failure} -- and no submodule with parameters could be traced on its own") from failure
     traced, stitched_inputs, regions, in_reasons, out_reasons = stitch(root, found, type(model).__name__)
     log.info("%s.forward is not traceable; pruning inside %s", type(model).__name__, [r.path for r in regions])
-    return traced, stitched_inputs, regions, in_reasons, out_reasons
+    return traced, stitched_inputs, regions, in_reasons, out_reasons, macs
 
 
 def assemble(graph, pruned: fx.GraphModule) -> torch.nn.Module:
@@ -207,8 +211,20 @@ def assemble(graph, pruned: fx.GraphModule) -> torch.nn.Module:
                     new.target = node.target[len(prefix):]
             env[node] = new
         sub.output(fx.node.map_arg(out_node.args[0][region.output_index], env.__getitem__))
-        owner = pruned.get_submodule(region.path)
-        region_gm = fx.GraphModule(owner, sub, type(graph.root_model.get_submodule(region.path)).__name__)
-        region_gm.train(graph.root_model.get_submodule(region.path).training)
+        original = graph.root_model.get_submodule(region.path)
+        region_gm = fx.GraphModule(pruned.get_submodule(region.path), sub, type(original).__name__)
+        region_gm.train(original.training)
+        _copy_plain_attributes(original, region_gm)
         model.set_submodule(region.path, region_gm)
     return model
+
+
+def _copy_plain_attributes(src: torch.nn.Module, dst: torch.nn.Module) -> None:
+    """Data attributes the untraced code may read from the region (RAFT reads
+    ``update_block.hidden_state_size``): numbers, strings, flags and tuples of them."""
+    def plain(v: Any) -> bool:
+        return isinstance(v, _PLAIN) or (isinstance(v, (tuple, list)) and all(plain(x) for x in v))
+
+    for k, v in vars(src).items():
+        if not k.startswith("_") and k not in vars(dst) and plain(v):
+            setattr(dst, k, copy.copy(v))

@@ -47,7 +47,8 @@ def key_of(node: fx.Node, modules: dict[str, torch.nn.Module]) -> Any:
         return type(modules[node.target])
     if node.op == "call_method":
         return f"method:{node.target}"
-    return node.target
+    # a custom torch.autograd.Function is traced as one call (ir/trace.py); its class is the key
+    return getattr(node.target, "autograd_function", node.target)
 
 
 def lookup(node: fx.Node, modules: dict[str, torch.nn.Module]) -> OpRule | None:
@@ -75,6 +76,10 @@ def describe(node: fx.Node, modules: dict[str, torch.nn.Module]) -> str:
     if node.op == "call_method":
         return f"method .{node.target}()"
     if node.op == "call_function":
+        fn_cls = getattr(node.target, "autograd_function", None)
+        if fn_cls is not None:
+            return (f"custom autograd.Function {fn_cls.__qualname__} (its backward is its own; register a rule "
+                    "for the class if it is channel-wise)")
         mod = getattr(node.target, "__module__", "") or ""
         return f"function {mod + '.' if mod else ''}{getattr(node.target, '__name__', node.target)}"
     return node.op

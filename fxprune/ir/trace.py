@@ -179,6 +179,21 @@ class _Proxy(fx.Proxy):
         return super().__torch_function__(orig_method, types, args, kwargs)
 
 
+@contextlib.contextmanager
+def _untraced_modules() -> Iterator[None]:
+    """Module calls and attribute reads as outside tracing: while it traces, torch.fx patches
+    ``nn.Module.__call__`` and ``__getattr__`` to record nodes, which shape propagation in the
+    middle of a trace must not do."""
+    from torch.fx import _symbolic_trace as st
+
+    call, getattr_ = torch.nn.Module.__call__, torch.nn.Module.__getattr__
+    torch.nn.Module.__call__, torch.nn.Module.__getattr__ = st._orig_module_call, st._orig_module_getattr
+    try:
+        yield
+    finally:
+        torch.nn.Module.__call__, torch.nn.Module.__getattr__ = call, getattr_
+
+
 class _TraceView:
     """What :class:`MetaShapeProp` needs of a graph that is still being built."""
 
@@ -257,7 +272,7 @@ class _Tracer(fx.Tracer):
             self._prop = MetaShapeProp(_TraceView(self))
             self._prop.start(self.example_inputs)
         try:
-            with torch.no_grad():
+            with torch.no_grad(), _untraced_modules():
                 return self._prop.advance_to(node)
         except Exception as exc:  # noqa: BLE001 - no shapes: torch.fx's own behaviour applies
             log.debug("shapes while tracing failed at %s: %s", node.name, exc)
@@ -435,6 +450,39 @@ def eval_mode(model: torch.nn.Module) -> Iterator[None]:
             m.training = True
 
 
+def bind_norm_flags(graph: fx.Graph, root: torch.nn.Module) -> None:
+    """Make functional batch norms follow their layer's ``.train()``/``.eval()`` again.
+
+    A norm layer with its own ``forward`` (timm's ``BatchNormAct2d``) calls ``F.batch_norm(x,
+    self.running_mean, ..., training=self.training, ...)``; traced in eval mode, ``training`` is
+    the constant ``False``, so the pruned model would never use batch statistics nor update its
+    running statistics when it is fine-tuned. Where the running statistics are those of a
+    ``BatchNorm`` layer that tracks them with a fixed momentum, the constant is replaced by a read
+    of that layer's ``training`` flag (a ``get_attr`` node, evaluated at every call)."""
+    bn = torch.nn.modules.batchnorm._BatchNorm
+    modules = dict(root.named_modules())
+    for node in list(graph.nodes):
+        if node.op != "call_function" or node.target not in (torch.nn.functional.batch_norm, torch.batch_norm):
+            continue
+        stats = node.args[1] if len(node.args) > 1 else node.kwargs.get("running_mean")
+        if getattr(stats, "op", None) != "get_attr" or not stats.target.endswith(".running_mean"):
+            continue
+        owner = stats.target.rsplit(".", 1)[0]
+        mod = modules.get(owner)
+        if not isinstance(mod, bn) or not mod.track_running_stats or mod.momentum is None:
+            continue
+        in_kwargs = "training" in node.kwargs
+        flag = node.kwargs["training"] if in_kwargs else (node.args[5] if len(node.args) > 5 else None)
+        if flag is not False:
+            continue
+        with graph.inserting_before(node):
+            get = graph.get_attr(f"{owner}.training")
+        if in_kwargs:
+            node.update_kwarg("training", get)
+        else:
+            node.update_arg(5, get)
+
+
 def _defaults_beyond(model: torch.nn.Module, example_inputs: Sequence[Any] | None) -> dict[str, Any]:
     """Arguments of ``forward`` that the example inputs leave out, at their default values
     (``targets=None`` of a detector): traced as constants, so ``if targets is not None`` works."""
@@ -475,6 +523,7 @@ def trace(model: torch.nn.Module, max_leaves: int = 64, example_inputs: Sequence
                 leaves[path] = f"{one_line(exc)} (at {user_frame(exc)})"
                 log.info("submodule '%s' is not traceable, kept as a leaf: %s", path, leaves[path])
                 continue
+            bind_norm_flags(graph, root)
             traced = Traced(tracer.root, graph, leaves, type(model).__name__)
             traced.specialisations = list(dict.fromkeys(tracer.specialisations))
             return traced

@@ -80,7 +80,11 @@ def conv_core(ctx, node, x, w, bias, wshape, groups, transposed, owner):
     if xs is None or len(xs) < 2:
         raise Refuse("convolution input without a channel dim")
     c_in = xs[1]
-    lin = full_labels(ctx.tensor_labels(x), 1, c_in)
+    xlab = ctx.tensor_labels(x)
+    lin = full_labels(xlab, 1, c_in)
+    for d, arr in xlab.items():
+        if d >= 2:  # a kernel slides over these positions: none may go
+            ctx.pin(arr, f"'{owner}' convolves over dim {d}")
     if transposed:
         c_out, cpg_in = wshape[1] * groups, c_in // groups
     else:

@@ -26,15 +26,16 @@ _SPATIAL_FUNCTIONS = (
 
 @register(*_SPATIAL_MODULES, *_SPATIAL_FUNCTIONS)
 def spatial(ctx, node):
-    """Batch and channel dims (0, 1) pass through; labels on resized dims are pinned."""
+    """Batch and channel dims (0, 1) pass through; the spatial dims (2, ...) are pooled or
+    resampled, which mixes neighbouring positions, so labels on them are pinned."""
     x = node.args[0]
     lab = ctx.tensor_labels(x)
     if shape_of(node) is None:
         raise Refuse("returns indices as well as values")
     for d, arr in lab.items():
-        if d >= 2 and shape_of(x)[d] != shape_of(node)[d]:
-            ctx.pin(arr, f"dim {d} is resized by {node.name}")
-    return {d: a for d, a in lab.items() if d < 2 or shape_of(x)[d] == shape_of(node)[d]}
+        if d >= 2:
+            ctx.pin(arr, f"dim {d} is pooled or resampled by {node.name}")
+    return {d: a for d, a in lab.items() if d < 2}
 
 
 def _reduce_dims(node, ndim, pos: int = 1):
