@@ -6,7 +6,9 @@ import pytest
 import torch
 
 warnings.filterwarnings("ignore", category=FutureWarning)
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+os.environ["FXPRUNE_STRICT"] = "1"  # a failing op rule raises in tests (users get it pinned and reported)
+# one thread per xdist worker (the README's command runs one worker per core), else two
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else max(1, min(2, os.cpu_count() or 1)))
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 

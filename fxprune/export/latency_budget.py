@@ -52,13 +52,32 @@ class OrtLatency:
             return measure_latency(res.path, threads=self.threads, warmup=self.warmup, runs=self.runs).median_ms
 
 
+def _feasible_floor(prune_at: Callable[[float], Any]) -> float:
+    """The smallest FLOPs fraction the policy can reach (pinned groups and per-group floors keep
+    the rest), found from the ``BudgetError`` of an impossible request."""
+    f = 1e-3
+    for _ in range(6):
+        try:
+            prune_at(f)
+            return f
+        except BudgetError as exc:
+            if exc.best is None or not exc.best < 1.0:
+                raise
+            f = min(1.0, max(float(exc.best) * (1 + 1e-6), f * 1.001) + 1e-9)
+    return f
+
+
 def prune_to_latency(model: torch.nn.Module, budget: Budget, prune_at: Callable[[float], Any],
                      latency_fn: LatencyFn, *, max_steps: int = 8, progress: bool = True) -> Any:
     """Search FLOPs fractions until ``prune_at(f)`` (a PruneResult) meets the latency ``budget``.
 
     ``latency_fn(module) -> ms`` measures a model; tests inject a fake one (a deterministic timer).
-    Raises :class:`BudgetError` with ``best`` = the lowest latency reached (ms) when even the most
-    pruned feasible model is too slow.
+    The search never leaves the feasible range: it starts at the smallest fraction the policy can
+    reach and a probe the policy refuses moves that floor up instead of failing. Measurements may be
+    noisy and not monotone in FLOPs: the result is the largest fraction whose *measured* latency
+    met the target (within 5%), and the search stops early once the bracket is narrow or two steps
+    in a row do not improve it. Raises :class:`BudgetError` with ``best`` = the lowest latency
+    reached (ms) when even the most pruned feasible model is too slow.
     """
     from tqdm.auto import tqdm
 
@@ -67,14 +86,18 @@ def prune_to_latency(model: torch.nn.Module, budget: Budget, prune_at: Callable[
     steps: list[LatencyStep] = [LatencyStep(1.0, base_ms)]
     cache: dict[float, tuple[Any, float]] = {}
 
-    def run(f: float) -> tuple[Any, float]:
-        f = round(f, 4)
-        if f not in cache:
-            res = prune_at(f)
-            cache[f] = (res, float(latency_fn(res.model)))
-            steps.append(LatencyStep(f, cache[f][1]))
-            log.info("latency search: FLOPs %.4f -> %.3f ms (target %.3f ms)", f, cache[f][1], target)
-        return cache[f]
+    def run(f: float) -> tuple[Any, float] | None:
+        key = round(f, 6)  # the policy gets f itself: rounding could fall below its floor
+        if key not in cache:
+            try:
+                res = prune_at(f)
+            except BudgetError as exc:  # below what the policy can reach: not a failure of the search
+                log.info("latency search: FLOPs %.4f is not reachable (%s)", f, exc)
+                return None
+            cache[key] = (res, float(latency_fn(res.model)))
+            steps.append(LatencyStep(f, cache[key][1]))
+            log.info("latency search: FLOPs %.4f -> %.3f ms (target %.3f ms)", f, cache[key][1], target)
+        return cache[key]
 
     def finish(res: Any, ms: float) -> Any:
         res.report.latency_before_ms, res.report.latency_after_ms = base_ms, ms
@@ -86,32 +109,45 @@ def prune_to_latency(model: torch.nn.Module, budget: Budget, prune_at: Callable[
         log.info("the unpruned model (%.3f ms) already meets the latency target %.3f ms", base_ms, target)
         res, _ = run(1.0)
         return finish(res, base_ms)
-    try:
-        prune_at(1e-3)
-        f_lo = 1e-3
-    except BudgetError as exc:
-        f_lo = float(exc.best) * 1.0005 if exc.best is not None else 0.05
+    f_lo = _feasible_floor(prune_at)
     bar = tqdm(total=max_steps + 1, desc="latency search", disable=not progress, leave=False)
-    res_lo, ms_lo = run(f_lo)
+    first = run(f_lo)
     bar.update()
+    if first is None:
+        bar.close()
+        raise BudgetError(f"latency budget {budget}: the policy cannot prune to its own smallest FLOPs fraction "
+                          f"{f_lo:.4f}", best=None)
+    res_lo, ms_lo = first
     if ms_lo > target * (1 + TOLERANCE):
         bar.close()
+        lowest = min(ms for _, ms in cache.values())
         raise BudgetError(f"latency budget {budget} ({target:.3f} ms) cannot be met: the most pruned feasible "
                           f"model (FLOPs {f_lo:.3f} of the original) runs in {ms_lo:.3f} ms "
-                          f"(unpruned {base_ms:.3f} ms)", best=ms_lo)
+                          f"(unpruned {base_ms:.3f} ms)", best=lowest)
     best = (f_lo, res_lo, ms_lo)
     lo, l_lo, hi, l_hi = f_lo, ms_lo, 1.0, base_ms
+    stale = 0
     for _ in range(max_steps):
-        if best[2] >= target * (1 - TOLERANCE) or hi - lo < 2e-3:
+        if best[2] >= target * (1 - TOLERANCE) or hi - lo < 2e-3 or stale >= 2:
             break
-        guess = lo + (hi - lo) * (target - l_lo) / max(l_hi - l_lo, 1e-9)
+        # regula falsi, kept inside the middle 80% of the bracket; a measurement that contradicts
+        # the bracket (noise, non-monotone latency) just narrows it
+        slope = l_hi - l_lo
+        guess = lo + (hi - lo) * (target - l_lo) / slope if slope > 1e-9 else (lo + hi) / 2
         f = min(max(guess, lo + 0.1 * (hi - lo)), hi - 0.1 * (hi - lo))
-        res, ms = run(f)
+        out = run(f)
         bar.update()
+        if out is None:  # unreachable after all: the floor moves up
+            lo = f
+            stale += 1
+            continue
+        res, ms = out
+        if ms <= target * (1 + TOLERANCE) and f > best[0]:
+            best, stale = (f, res, ms), 0
+        else:
+            stale += 1
         if ms <= target:
             lo, l_lo = f, ms
-            if f > best[0]:
-                best = (f, res, ms)
         else:
             hi, l_hi = f, ms
     bar.close()

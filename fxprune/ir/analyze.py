@@ -7,6 +7,7 @@ with the reason recorded.
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import torch.fx as fx
@@ -140,5 +141,13 @@ def run_rules(gm: fx.GraphModule, leaves: dict[str, str] | None = None, *,
         except Refuse as why:
             del ctx.flops_terms[n_terms:]  # a refusing rule counts nothing; the op is measured
             ctx.labels[node.name] = _opaque(ctx, node, f"{describe(node, ctx.modules)} at '{node.name}': {why}")
+        except Exception as exc:  # noqa: BLE001 - a bug in a rule: pin, report, never guess
+            if os.environ.get("FXPRUNE_STRICT"):
+                raise
+            log.warning("rule '%s' failed on node '%s' (%s: %s); its channels are pinned",
+                        rule.name, node.name, type(exc).__name__, exc)
+            del ctx.flops_terms[n_terms:]
+            ctx.labels[node.name] = _opaque(
+                ctx, node, f"internal error in rule '{rule.name}' at '{node.name}': {type(exc).__name__}: {exc}")
     ctx.node = None
     return ctx

@@ -6,6 +6,7 @@ import operator
 
 import numpy as np
 import torch
+import torch.fx as fx
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -20,13 +21,24 @@ def _dim_arg(node, pos: int, default=0):
     return dim
 
 
+def tensor_list(ctx, tensors) -> list[tuple[tuple, dict]]:
+    """``(shape, labels)`` of each tensor of a list argument: a list of nodes, or one node whose
+    value is a tuple of tensors (``torch.cat(x.split(8, 1), 1)``)."""
+    if isinstance(tensors, fx.Node):
+        shapes, labels = shapes_of(tensors), ctx.get(tensors)
+        if shapes is None or not isinstance(labels, list):
+            raise Refuse("the tensor list is not a recorded tuple of tensors")
+        return [(s, lab if isinstance(lab, dict) else {}) for s, lab in zip(shapes, labels)]
+    return [(shape_of(t), ctx.tensor_labels(t)) for t in tensors]
+
+
 @register(torch.cat, torch.concat, torch.concatenate)
 def cat(ctx, node):
     tensors = node.kwargs.get("tensors", node.args[0])
     out_shape = shape_of(node)
     nd = len(out_shape)
     dim = _dim_arg(node, 1) % nd
-    parts = [(shape_of(t), ctx.tensor_labels(t)) for t in tensors]
+    parts = tensor_list(ctx, tensors)
     out = {}
     joined = np.concatenate([full_labels(lab, dim, shp[dim]) for shp, lab in parts])
     if not (joined == FIXED).all():

@@ -264,10 +264,12 @@ def along_dim(ctx, node):
 @register(torch.stack)
 def stack(ctx, node):
     """A new dim at ``dim``; the stacked tensors' other dims are coupled position by position."""
+    from .indexing import tensor_list
+
     tensors = node.kwargs.get("tensors", node.args[0])
     out_shape = shape_of(node)
     dim = _dim_of(node, 1, len(out_shape), 0)
-    parts = [(shape_of(t), ctx.tensor_labels(t)) for t in tensors]
+    parts = tensor_list(ctx, tensors)
     out = {}
     for d, size in enumerate(parts[0][0]):
         arrays = [full_labels(lab, d, shp[d]) for shp, lab in parts]
