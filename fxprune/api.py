@@ -126,7 +126,8 @@ def prune(model: torch.nn.Module, budget: Any, *, example_inputs: Any = None, po
     _apply_ignore(graph, ignore_names)
     if not graph.prunable_groups:
         reasons = sorted({r for g in graph.groups for r in g.reasons[:1]})
-        raise NothingToPrune(f"nothing in {graph.model_name} is prunable; every group is pinned: "
+        why = f" (its forward is not traceable: {graph.untraced})" if graph.untraced else ""
+        raise NothingToPrune(f"nothing in {graph.model_name} is prunable{why}; every group is pinned: "
                              + "; ".join(reasons[:5]))
     search, source = None, graph
     if getattr(pol, "needs_data", False):

@@ -26,6 +26,15 @@ class PlanError(FxpruneError, ValueError):
     """A plan does not fit the graph it is applied to."""
 
 
+class OptionError(FxpruneError, ValueError):
+    """An option (a keyword argument, a ``policy_config`` entry) is unknown, of the wrong type or
+    out of range; the message names it."""
+
+
+class SurgeryError(FxpruneError):
+    """Surgery could not rewrite a node for a plan; the message names the rule and the node."""
+
+
 class NothingToPrune(FxpruneError):
     """Every channel group of the model is pinned: pruning would be a silent no-op."""
 

@@ -53,7 +53,8 @@ MODELS = {
 }
 # channel-mixing normalisation: pruning is structural, but not output-preserving on dead channels
 MIXING = {"efficientnet_b0_gn", "convnext_atto", "convnextv2_atto", "nf_resnet26", "nf_regnet_b0",
-          "eca_nfnet_l0", "dm_nfnet_f0", "efficientformer_l1", "poolformer_s12", "edgenext_xx_small"}
+          "eca_nfnet_l0", "dm_nfnet_f0", "efficientformer_l1", "poolformer_s12", "edgenext_xx_small",
+          "mobilevitv2_050"}  # GroupNorm(1, C) in its transformer blocks
 
 
 def build(name):
