@@ -1,41 +1,28 @@
 """The public API: thin orchestration of analyze -> importance -> policy -> plan -> surgery."""
 from __future__ import annotations
 
-import copy
-import dataclasses
 import logging
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 import torch
-import torch.fx as fx
 
 from .budget import Budget
-from .errors import FxpruneError, NothingToPrune, PlanError
+from .errors import FxpruneError, NothingToPrune, OptionError, PlanError
 from .ir import DepGraph, analyze
 from .ir.trace import inputs_from_spec
 from .passes import pruned_model
 from .plan import Plan
-from .policies import CRITERIA, PolicyContext, PolicyResult, class_importance, get_policy
+from .policies import CRITERIA, PolicyResult, get_policy, make_context
+from .policies.driver import SearchOptions, parse_config, run_search
 from .policies.allocation import AUTO, check_round_to
-from .report import Report, build_report
+from .report import build_report
+from .result import PruneResult
 
 log = logging.getLogger(__name__)
 
 _FORMAT = "fxprune-1"
-
-
-@dataclasses.dataclass
-class PruneResult:
-    model: fx.GraphModule  # the pruned model (a new object; the input model is untouched)
-    plan: Plan
-    report: Report
-    graph: DepGraph | None = None  # the analysis of the original model
-    search: dict[str, Any] | None = None  # search policies: run folder, evaluations, history, summary
-
-    def __str__(self) -> str:
-        return str(self.report)
 
 
 def _ignore_names(model: torch.nn.Module, ignore: Iterable[Any]) -> list[str]:
@@ -69,6 +56,19 @@ def _check_model(model: Any) -> None:
         raise FxpruneError(f"expected a torch.nn.Module, got {type(model).__name__}")
 
 
+def _check_options(importance: str, round_to: Any, n_reward: Any, max_prune_ratio: Any, seed: Any) -> None:
+    if importance not in CRITERIA:
+        raise OptionError(f"unknown importance {importance!r}; choose one of {CRITERIA}")
+    check_round_to(round_to)
+    if isinstance(n_reward, bool) or not isinstance(n_reward, int) or n_reward < 1:
+        raise OptionError(f"n_reward={n_reward!r} must be a positive integer (reward samples)")
+    if isinstance(max_prune_ratio, bool) or not isinstance(max_prune_ratio, (int, float)) \
+            or not 0.0 < float(max_prune_ratio) < 1.0:
+        raise OptionError(f"max_prune_ratio={max_prune_ratio!r} must be a number in (0, 1)")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise OptionError(f"seed={seed!r} must be a non-negative integer")
+
+
 def prune(model: torch.nn.Module, budget: Any, *, example_inputs: Any = None, policy: Any = "global",
           importance: str = "l2", round_to: int | str | None = "auto", ignore: Iterable[Any] = (),
           data: Any = None, seed: int = 0, max_prune_ratio: float = 0.9, latency_fn: Any = None,
@@ -78,50 +78,41 @@ def prune(model: torch.nn.Module, budget: Any, *, example_inputs: Any = None, po
     """Prune ``model`` to ``budget`` and return a new, smaller model with its plan and report.
 
     ``budget``: a float (fraction of FLOPs to keep) or a :class:`Budget`. ``policy``: a registered
-    name ("global", "uniform", ...). ``importance``: one of ``l1, l2, bn, taylor, random``
+    name ("global", "uniform", "mcq", ...). ``importance``: one of ``l1, l2, bn, taylor, random``
     (``taylor`` needs ``data``). ``round_to``: channel multiples; ``"auto"`` (default) picks them per
     group for ONNX Runtime on CPU (:mod:`fxprune.policies.allocation`), ``N`` keeps every count a
     multiple of N, ``1`` turns rounding off. ``ignore``: submodules (names or objects) whose
     channels must stay. ``model`` is never modified.
 
     Latency budgets (``Budget(latency=...)``, ``Budget(latency_ms=...)``) run a measured search
-    (:mod:`fxprune.export.latency_budget`) in ONNX Runtime with ``latency_threads`` threads.
-    ``latency_fn(module) -> ms`` replaces the
-    measurement (e.g. another runtime, or a fake timer in tests).
+    (:mod:`fxprune.export.latency_budget`) in ONNX Runtime with ``latency_threads`` threads;
+    ``latency_fn(module) -> ms`` replaces the measurement (another runtime, a fake timer in tests).
 
     Search policies (``policy="mcq"``) score candidate plans on a reward split of ``data`` (a
     DataLoader of training ``(inputs, targets)``, an :class:`fxprune.data.ArrayDataset`, or
     :class:`fxprune.search.DataSplits`; see :mod:`fxprune.search.splits`): ``n_reward`` samples on
-    ``device``. ``policy_config``: the policy's options (e.g. ``{"kd_epochs": 0.5}``). The search
-    logs one JSONL row per evaluation and checkpoints into ``run_dir`` (default: a folder under
-    ``$FXPRUNE_CACHE`` keyed by the call, so the same call resumes; ``resume=False`` restarts).
-    ``max_evals`` caps the evaluations. The weights a search trains go into the pruned model.
+    ``device``. ``policy_config``: the policy's typed options (e.g. ``{"rounds": 2}``; unknown keys
+    and wrong types are an :class:`OptionError` naming the key). The search logs one JSONL row per
+    evaluation and checkpoints into ``run_dir`` (default: a folder under ``$FXPRUNE_CACHE`` keyed by
+    the call, so the same call resumes; ``resume=False`` restarts). ``max_evals`` caps the
+    evaluations. The weights a search trains go into the pruned model.
     """
     _check_model(model)
     budget = Budget.coerce(budget)
-    if budget.is_latency:
-        from .export.latency_budget import OrtLatency, prune_to_latency
-
-        check_round_to(round_to)
-        kw = dict(example_inputs=example_inputs, policy=policy, importance=importance,
-                  round_to=round_to, ignore=ignore, data=data, seed=seed, max_prune_ratio=max_prune_ratio)
-        fn = latency_fn if latency_fn is not None else OrtLatency(example_inputs, threads=latency_threads)
-        res = prune_to_latency(model, budget, lambda f: prune(model, Budget(flops=f), **kw), fn, progress=progress)
-        res.report.budget = res.plan.budget = budget.to_dict()
-        if latency_fn is None:
-            res.report.latency_settings = {"provider": "CPUExecutionProvider", "intra-op threads": latency_threads,
-                                           "graph optimization": "ORT_ENABLE_ALL", "batch": 1}
-        return res
-    pol = get_policy(policy)
-    if importance not in CRITERIA:
-        raise FxpruneError(f"unknown importance '{importance}'; choose one of {CRITERIA}")
-    check_round_to(round_to)
+    _check_options(importance, round_to, n_reward, max_prune_ratio, seed)
     round_to = AUTO if round_to is None else round_to
-    if isinstance(n_reward, bool) or not isinstance(n_reward, int) or n_reward < 1:
-        raise FxpruneError(f"n_reward={n_reward!r} must be a positive integer (reward samples)")
-    if not 0.0 < float(max_prune_ratio) < 1.0:
-        raise FxpruneError(f"max_prune_ratio={max_prune_ratio} must be in (0, 1)")
+    if budget.is_latency:
+        return _prune_to_latency(model, budget, latency_fn, latency_threads, progress,
+                                 dict(example_inputs=example_inputs, policy=policy, importance=importance,
+                                      round_to=round_to, ignore=ignore, data=data, seed=seed,
+                                      max_prune_ratio=max_prune_ratio))
+    pol = get_policy(policy)
     ignore_names = _ignore_names(model, ignore)
+    opts = SearchOptions(data, policy_config, run_dir, resume, max_evals, n_reward, device, progress)
+    if getattr(pol, "needs_data", False):
+        parse_config(pol, policy_config)  # bad options fail before the model is analysed
+    elif policy_config:
+        raise OptionError(f"policy '{pol.name}' takes no policy_config (got {sorted(policy_config)})")
     graph = analyze(model, example_inputs)
     _apply_ignore(graph, ignore_names)
     if not graph.prunable_groups:
@@ -129,42 +120,60 @@ def prune(model: torch.nn.Module, budget: Any, *, example_inputs: Any = None, po
         why = f" (its forward is not traceable: {graph.untraced})" if graph.untraced else ""
         raise NothingToPrune(f"nothing in {graph.model_name} is prunable{why}; every group is pinned: "
                              + "; ".join(reasons[:5]))
-    search, source = None, graph
+    common = dict(importance=importance, seed=seed, round_to=round_to, max_prune_ratio=max_prune_ratio)
     if getattr(pol, "needs_data", False):
-        from .search.driver import run_search
-
-        res, run = run_search(pol, graph, budget, importance=importance, data=data, seed=seed, round_to=round_to,
-                              max_prune_ratio=max_prune_ratio, policy_config=policy_config, run_dir=run_dir,
-                              resume=resume, max_evals=max_evals, n_reward=n_reward, device=device,
-                              progress=progress)
-        keep_vec = np.asarray(res.keep, np.float64)
-        search = {"run_dir": str(run.folder), "evaluations": run.n_evals, "history": res.history,
-                  "info": res.info}
-        if res.model is not None:  # surgery on the weights the search trained
-            source = copy.copy(graph)
-            source._source = res.model.cpu()
+        keep_vec, weights, search, ev = _search(pol, graph, budget, opts, common)
     else:
-        if policy_config:
-            raise FxpruneError(f"policy '{pol.name}' takes no policy_config")
-        ctx = PolicyContext(graph, budget, class_importance(graph, importance, data, seed), round_to, seed,
-                            max_prune_ratio, data)
-        out = pol.run(ctx)
-        keep_vec = (np.asarray(out.keep, np.float64) if isinstance(out, PolicyResult)
-                    else ctx.keep_vector(np.asarray(out, np.int64)))
+        keep_vec, weights, search, ev = _fixed(pol, graph, budget, data, common), None, None, None
+    return _finish(graph, keep_vec, weights, search, budget, pol.name, ignore_names, policy_config, common, ev)
+
+
+def _fixed(pol: Any, graph: DepGraph, budget: Budget, data: Any, common: dict) -> np.ndarray:
+    """A baseline policy: kept counts per group (or a PolicyResult) -> a keep vector."""
+    ctx = make_context(graph, budget, data=data, **common)
+    out = pol.run(ctx)
+    if isinstance(out, PolicyResult):
+        return np.asarray(out.keep, np.float64)
+    return ctx.keep_vector(np.asarray(out, np.int64))
+
+
+def _search(pol: Any, graph: DepGraph, budget: Budget, opts: SearchOptions, common: dict):
+    res, run, ev = run_search(pol, graph, budget, opts, **common)
+    search = {"run_dir": str(run.folder), "evaluations": run.n_evals, "history": res.history, "info": res.info}
+    return np.asarray(res.keep, np.float64), (res.model.cpu() if res.model is not None else None), search, ev
+
+
+def _finish(graph: DepGraph, keep_vec: np.ndarray, weights: Any, search: dict | None, budget: Budget, policy: str,
+            ignore_names: list[str], policy_config: dict | None, common: dict, ev: Any = None) -> PruneResult:
     keep = {g.id: np.flatnonzero(keep_vec[g.classes] > 0.5) for g in graph.groups}
     achieved = {"flops_ratio": float(graph.cost.flops(keep_vec) / graph.cost.full_flops),
                 "params_ratio": float(graph.cost.params(keep_vec) / graph.cost.full_params)}
-    plan = Plan.from_graph(graph, keep, budget=budget.to_dict(), policy=pol.name, importance=importance,
-                           seed=seed, round_to=round_to, meta={**achieved, "ignore": ignore_names,
-                                                                **({"policy_config": policy_config} if policy_config else {})})
-    pruned = pruned_model(source, plan)
-    report = build_report(graph, plan, pruned, budget=budget.to_dict(), policy=pol.name,
-                          importance=importance, round_to=round_to)
+    meta = {**achieved, "ignore": ignore_names, **({"policy_config": policy_config} if policy_config else {})}
+    plan = Plan.from_graph(graph, keep, budget=budget.to_dict(), policy=policy, importance=common["importance"],
+                           seed=common["seed"], round_to=common["round_to"], meta=meta)
+    pruned = pruned_model(graph, plan, weights)  # surgery on the weights a search trained, if any
+    if ev is not None and ev.recalibrate(pruned):  # the norm statistics the search's scores assumed
+        search["info"]["final_bn_recalib"] = ev.bn_recalib
+    report = build_report(graph, plan, pruned, budget=budget.to_dict(), policy=policy,
+                          importance=common["importance"], round_to=common["round_to"])
     if search is not None:
         report.search = {k: v for k, v in search.items() if k != "history"}
     log.info("pruned %s: FLOPs ratio %.3f, params ratio %.3f", graph.model_name,
              achieved["flops_ratio"], achieved["params_ratio"])
     return PruneResult(pruned, plan, report, graph, search)
+
+
+def _prune_to_latency(model, budget: Budget, latency_fn, threads: int, progress: bool, kw: dict) -> PruneResult:
+    from .export.latency_budget import OrtLatency, prune_to_latency
+
+    fn = latency_fn if latency_fn is not None else OrtLatency(kw["example_inputs"], threads=threads)
+    res = prune_to_latency(model, budget, lambda f: prune(model, Budget(flops=f), progress=False, **kw), fn,
+                           progress=progress)
+    res.report.budget = res.plan.budget = budget.to_dict()
+    if latency_fn is None:
+        res.report.latency_settings = {"provider": "CPUExecutionProvider", "intra-op threads": threads,
+                                       "graph optimization": "ORT_ENABLE_ALL", "batch": 1}
+    return res
 
 
 def apply_plan(model: torch.nn.Module, plan: Plan, example_inputs: Any = None) -> PruneResult:

@@ -38,10 +38,22 @@ class FinetuneConfig:
     student_weight: float = 0.25  # weight of the hard-label CE term; 0.75 goes to KD
 
     def __post_init__(self) -> None:
+        def finite(v) -> bool:
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+        for name in ("epochs", "lr", "lr_min", "momentum", "weight_decay", "warmup_ratio", "temperature",
+                     "student_weight"):
+            if not finite(getattr(self, name)):
+                raise FxpruneError(f"finetune: {name}={getattr(self, name)!r} must be a finite number")
+        if self.max_steps is not None and (isinstance(self.max_steps, bool) or not isinstance(self.max_steps, int)
+                                           or self.max_steps < 1):
+            raise FxpruneError(f"finetune: max_steps={self.max_steps!r} must be a positive integer or None")
         if self.epochs <= 0 and not self.max_steps:
             raise FxpruneError(f"finetune needs epochs > 0 or max_steps; got epochs={self.epochs}")
         if self.lr <= 0 or self.temperature <= 0 or not 0.0 <= self.student_weight <= 1.0:
             raise FxpruneError("finetune: lr and temperature must be > 0 and student_weight in [0, 1]")
+        if self.lr_min < 0 or self.momentum < 0 or self.weight_decay < 0 or not 0.0 <= self.warmup_ratio < 1.0:
+            raise FxpruneError("finetune: lr_min, momentum and weight_decay must be >= 0, warmup_ratio in [0, 1)")
 
 
 @dataclasses.dataclass
@@ -94,6 +106,66 @@ def accuracy(model: torch.nn.Module, data: Any, device: torch.device | None = No
     return correct / max(n, 1)
 
 
+def lr_schedule(cfg: FinetuneConfig, total: int):
+    """``step -> lr``: a linear warm-up over ``warmup_ratio`` of ``total`` steps, then cosine
+    annealing to ``lr_min``."""
+    warm = int(cfg.warmup_ratio * total)
+
+    def lr_at(step: int) -> float:
+        if step < warm:
+            return cfg.lr * (step + 1) / warm
+        frac = (step - warm) / max(total - warm, 1)
+        return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * frac))
+
+    return lr_at
+
+
+def make_optimizer(model: torch.nn.Module, cfg: FinetuneConfig) -> torch.optim.Optimizer:
+    return torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, momentum=cfg.momentum,
+                           weight_decay=cfg.weight_decay)
+
+
+def train_steps(student: torch.nn.Module, data: Any, opt: torch.optim.Optimizer, lr_at, *, start: int, stop: int,
+                cfg: FinetuneConfig, dev: torch.device, teacher: torch.nn.Module | None = None,
+                extra_loss: Any = None, step_hook: Any = None, bar: Any = None) -> tuple[int, float, int]:
+    """One pass over ``data`` (or until step ``stop``): the KD loss (plain cross-entropy without a
+    teacher), plus ``extra_loss(student)`` when given; ``step_hook(student)`` after each step.
+    Returns (next step, summed loss, batches)."""
+    student.train()
+    step, run, nb = start, 0.0, 0
+    for batch in data:
+        if step >= stop:
+            break
+        if not (isinstance(batch, (tuple, list)) and len(batch) >= 1 and isinstance(batch[0], torch.Tensor)):
+            raise FxpruneError(f"a training batch must be (inputs, targets), got {type(batch).__name__}")
+        x = batch[0].to(dev)
+        y = batch[1].to(dev) if len(batch) > 1 and isinstance(batch[1], torch.Tensor) else None
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step)
+        with torch.no_grad():
+            zt = _logits(teacher(x)).float() if teacher is not None else None
+        zs = _logits(student(x)).float()
+        if y is not None and (y.dim() != 1 or y.dtype.is_floating_point or int(y.min()) < 0 or int(y.max()) >= zs.shape[1]):
+            raise FxpruneError(f"training labels must be class indices in [0, {zs.shape[1] - 1}]; got {y.dtype} "
+                               f"values {int(y.min())}..{int(y.max())}" if y.numel() else "empty training labels")
+        loss = kd_loss(zs, zt, y, cfg.temperature, cfg.student_weight)
+        if extra_loss is not None:
+            loss = loss + extra_loss(student)
+        if not torch.isfinite(loss):
+            raise FxpruneError(f"the training loss became {float(loss)} at step {step} (lr {lr_at(step):g}); "
+                               "lower the learning rate")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step_hook is not None:
+            step_hook(student)
+        run, nb, step = run + float(loss.detach()), nb + 1, step + 1
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{run / nb:.3f}")
+    return step, run, nb
+
+
 def finetune(model: torch.nn.Module, data: Any, *, teacher: torch.nn.Module | None = None,
              config: FinetuneConfig | None = None, eval_data: Any = None, device: Any = None,
              inplace: bool = False, progress: bool = True, step_hook: Any = None,
@@ -103,6 +175,10 @@ def finetune(model: torch.nn.Module, data: Any, *, teacher: torch.nn.Module | No
     :class:`FinetuneConfig` fields, e.g. ``finetune(m, loader, teacher=t, epochs=2, lr=0.005)``.
     ``step_hook(student)`` runs after every optimiser step (searches use it to keep pruned
     channels at zero while a masked model trains)."""
+    unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(FinetuneConfig)})
+    if unknown:
+        raise FxpruneError(f"unknown finetune option(s) {unknown}; known: "
+                           f"{sorted(f.name for f in dataclasses.fields(FinetuneConfig))}")
     cfg = dataclasses.replace(config or FinetuneConfig(), **overrides)
     if not isinstance(model, torch.nn.Module):
         raise FxpruneError(f"finetune() takes a torch.nn.Module, got {type(model).__name__}")
@@ -117,15 +193,8 @@ def finetune(model: torch.nn.Module, data: Any, *, teacher: torch.nn.Module | No
     total = cfg.max_steps or (max(1, int(math.ceil(cfg.epochs * per_epoch))) if per_epoch else None)
     if total is None:
         raise FxpruneError("data has no len(); pass max_steps= to bound the fine-tune")
-    opt = torch.optim.SGD(student.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    warm = int(cfg.warmup_ratio * total)
-
-    def lr_at(step: int) -> float:
-        if step < warm:
-            return cfg.lr * (step + 1) / warm
-        frac = (step - warm) / max(total - warm, 1)
-        return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * frac))
-
+    opt = make_optimizer(student, cfg)
+    lr_at = lr_schedule(cfg, total)
     best_acc, best_state, losses, accs, step = None, None, [], [], 0
     from tqdm.auto import tqdm
 
@@ -133,26 +202,8 @@ def finetune(model: torch.nn.Module, data: Any, *, teacher: torch.nn.Module | No
     # the teacher runs in eval mode; its training flags are restored afterwards
     with eval_mode(teacher) if teacher is not None else contextlib.nullcontext():
         while step < total:
-            student.train()
-            run, nb = 0.0, 0
-            for x, y in data:
-                if step >= total:
-                    break
-                for g in opt.param_groups:
-                    g["lr"] = lr_at(step)
-                x = x.to(dev)
-                y = y.to(dev) if isinstance(y, torch.Tensor) else None
-                with torch.no_grad():
-                    zt = _logits(teacher(x)).float() if teacher is not None else None
-                loss = kd_loss(_logits(student(x)).float(), zt, y, cfg.temperature, cfg.student_weight)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                if step_hook is not None:
-                    step_hook(student)
-                run, nb, step = run + float(loss.detach()), nb + 1, step + 1
-                bar.update(1)
-                bar.set_postfix(loss=f"{run / nb:.3f}")
+            step, run, nb = train_steps(student, data, opt, lr_at, start=step, stop=total, cfg=cfg, dev=dev,
+                                        teacher=teacher, step_hook=step_hook, bar=bar)
             if nb == 0:
                 raise FxpruneError("data yielded no batches")
             losses.append(run / nb)

@@ -72,7 +72,7 @@ def check_latency(original: torch.nn.Module, pruned: Any, example_inputs: Any = 
     """Export ``original`` and ``pruned`` (a module or a ``PruneResult``) to ONNX (parity-checked),
     measure them interleaved, and return speedup and efficiency. Raises :class:`LatencyCheckError`
     when the speedup is below ``min_speedup`` or the pruned latency above ``max_latency_ms``."""
-    from ..api import PruneResult
+    from ..result import PruneResult
 
     if isinstance(pruned, PruneResult):
         if example_inputs is None and pruned.plan.input_shapes:

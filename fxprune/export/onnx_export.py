@@ -47,7 +47,7 @@ class ExportResult:
 
 
 def _unwrap(model_or_result: Any) -> tuple[torch.nn.Module, list | None]:
-    from ..api import PruneResult
+    from ..result import PruneResult
 
     if isinstance(model_or_result, PruneResult):
         return model_or_result.model, model_or_result.plan.input_shapes

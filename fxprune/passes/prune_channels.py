@@ -10,7 +10,9 @@ import numpy as np
 import torch
 import torch.fx as fx
 
+from ..errors import SurgeryError
 from ..ir.context import shape_of, shapes_of, tensor_at
+from ..ir.shapes import VALUE
 from ..ir.registry import lookup
 from ..plan import Plan
 
@@ -116,20 +118,42 @@ def is_impure(node: fx.Node) -> bool:
     return False
 
 
-def prune_channels(graph, plan: Plan) -> fx.GraphModule:
+def prune_channels(graph, plan: Plan, weights: torch.nn.Module | None = None) -> fx.GraphModule:
     """Apply ``plan`` to ``graph.gm`` and return a new, smaller GraphModule.
+
+    ``weights``: take the parameters and buffers from this model instead (a trained working copy
+    of ``graph.gm``: the same module tree, e.g. a search's distilled weights).
 
     Preserves: the computation on every kept channel (exactly, up to float rounding, when the
     removed channels are dead), the module hierarchy and names, parameter ``requires_grad`` flags
     and module training flags. Updates: parameter and buffer shapes, module attributes
     (``in_channels``, ``groups``, ``num_features``, ``normalized_shape`` ...), constant arguments that
     carry channel counts (view/reshape/expand sizes, split sizes, slice bounds, pad amounts).
-    Removes dead nodes and lints the graph. ``graph.gm`` itself is not modified.
+    Removes dead nodes (in-place updates are kept) and lints the graph. ``graph.gm`` and
+    ``weights`` are not modified. A rule that cannot rewrite a node raises :class:`SurgeryError`.
     """
     plan.validate(graph)
-    keep_vec = graph.keep_vector(plan.keep)
-    sizes = Sizes(graph, graph.atom_keep(keep_vec))
+    return surgery(graph, graph.keep_vector(plan.keep), weights)
+
+
+def _working_copy(graph, weights: torch.nn.Module | None) -> fx.GraphModule:
+    if weights is None:
+        return copy.deepcopy(graph.gm)
+    if isinstance(weights, fx.GraphModule) and [n.name for n in weights.graph.nodes] == \
+            [n.name for n in graph.gm.graph.nodes]:
+        return copy.deepcopy(weights)
     gm = copy.deepcopy(graph.gm)
+    try:
+        gm.load_state_dict(weights.state_dict())
+    except RuntimeError as exc:
+        raise SurgeryError(f"weights= does not fit the analysed model {graph.model_name}: {exc}") from exc
+    return gm
+
+
+def surgery(graph, keep_vec: np.ndarray, weights: torch.nn.Module | None = None) -> fx.GraphModule:
+    """:func:`prune_channels` for a 0/1 keep vector over classes (no plan validation)."""
+    sizes = Sizes(graph, graph.atom_keep(keep_vec))
+    gm = _working_copy(graph, weights)
     _slice_tensors(gm, graph, sizes)
     modules = dict(gm.named_modules())
     opaque = {name for name, _ in graph.notes}
@@ -139,22 +163,27 @@ def prune_channels(graph, plan: Plan) -> fx.GraphModule:
         rule = lookup(node, modules)
         if rule is None:
             continue
-        if rule.resize is not None and node.op == "call_module":
-            rule.resize(modules[node.target], sizes, node)
-        if rule.rewrite is not None:
-            rule.rewrite(node, sizes)
+        try:
+            if rule.resize is not None and node.op == "call_module":
+                rule.resize(modules[node.target], sizes, node)
+            if rule.rewrite is not None:
+                rule.rewrite(node, sizes)
+        except Exception as exc:  # noqa: BLE001 - named, with the rule that failed
+            raise SurgeryError(f"rule '{rule.name}' cannot rewrite {node.format_node()} for this plan: "
+                               f"{type(exc).__name__}: {exc}") from exc
     for node in gm.graph.nodes:
         node.meta.pop("tensor_meta", None)
+        node.meta.pop(VALUE, None)
     gm.graph.eliminate_dead_code(is_impure_node=is_impure)
     gm.graph.lint()
     return fx.GraphModule(gm, gm.graph, graph.model_name)  # a plain, compiled GraphModule
 
 
-def pruned_model(graph, plan: Plan) -> torch.nn.Module:
+def pruned_model(graph, plan: Plan, weights: torch.nn.Module | None = None) -> torch.nn.Module:
     """The pruned model a user gets: :func:`prune_channels`'s GraphModule, or, for a model whose
     ``forward`` is untraceable, a copy of the model with its pruned regions put back
     (:func:`fxprune.ir.regions.assemble`)."""
-    gm = prune_channels(graph, plan)
+    gm = prune_channels(graph, plan, weights)
     if not graph.regions:
         return gm
     from ..ir.regions import assemble

@@ -86,3 +86,115 @@ def align_removals(n: np.ndarray, alive: np.ndarray, floor: np.ndarray, multiple
             kept[g] = low[g]
             budget -= step
     return alive - kept
+
+
+def normalised_importance(importance: np.ndarray, group_of_class: np.ndarray, n_groups: int) -> np.ndarray:
+    """Importance divided by its group's maximum, so that scores compare across groups."""
+    gmax = np.zeros(n_groups)
+    np.maximum.at(gmax, group_of_class, importance)
+    return importance / np.maximum(gmax[group_of_class], 1e-30)
+
+
+class Allocation:
+    """Plan arithmetic over a DepGraph for one budget: channel multiples, floors, kept counts to
+    keep vectors, removing the least important live channels, and the repair every learned
+    policy must apply to an over-budget plan (policies.md §0.2 rule 4)."""
+
+    def __init__(self, graph, budget, importance: np.ndarray, round_to=AUTO, max_prune_ratio: float = 0.9):
+        self.graph, self.budget, self.importance = graph, budget, importance
+        self.max_prune_ratio = max_prune_ratio
+        g = graph
+        self.sizes = np.array([grp.size for grp in g.groups], np.int64)
+        self.multiples = group_multiples(self.sizes, round_to)
+        self.prunable = np.zeros(len(g.groups), bool)
+        for grp in g.prunable_groups:
+            self.prunable[grp.id] = True
+        order = np.lexsort((-importance, g.group_of_class))  # rank inside the group, most important first
+        rank = np.empty(g.n_classes, np.int64)
+        starts = np.concatenate([[0], np.cumsum(self.sizes)[:-1]])
+        rank[order] = np.arange(g.n_classes) - np.repeat(starts, self.sizes)
+        self.rank = rank
+        self.classes = [grp.classes for grp in g.groups]
+        self.full = self.metric(np.ones(g.n_classes))
+        self.floor = self.floor_counts()
+
+    # ---- costs --------------------------------------------------------------------------------------
+    def metric(self, keep: np.ndarray) -> float | np.ndarray:
+        c = self.graph.cost
+        return c.params(keep) if self.budget.metric == "params" else c.flops(keep)
+
+    def keep_ratio(self, keep: np.ndarray) -> float:
+        """The budget's metric of a keep vector (channels: the prunable channels kept)."""
+        if self.budget.metric == "channels":
+            mask = self.prunable[self.graph.group_of_class]
+            return float(keep[mask].sum() / max(mask.sum(), 1))
+        return float(self.metric(keep)) / max(self.full, 1e-12)
+
+    def meets(self, keep: np.ndarray) -> bool:
+        return self.keep_ratio(keep) <= self.budget.value + 1e-12
+
+    def keep_vector(self, counts: np.ndarray) -> np.ndarray:
+        """Keep the ``counts[g]`` most important channels of every group."""
+        return (self.rank < np.asarray(counts)[self.graph.group_of_class]).astype(np.float64)
+
+    def ratio(self, counts: np.ndarray) -> float:
+        return float(self.metric(self.keep_vector(counts))) / max(self.full, 1e-12)
+
+    # ---- counts -------------------------------------------------------------------------------------
+    def floor_counts(self) -> np.ndarray:
+        """The smallest count each group may keep (pinned groups keep everything)."""
+        low = np.maximum(np.ceil(self.sizes * (1.0 - self.max_prune_ratio)).astype(np.int64), 1)
+        low = np.maximum(low, [g.min_keep for g in self.graph.groups])
+        low = round_up(low, self.multiples, self.sizes)
+        return np.where(self.prunable, np.minimum(low, self.sizes), self.sizes)
+
+    def alive(self, keep: np.ndarray) -> np.ndarray:
+        """Kept channels per group."""
+        return np.bincount(self.graph.group_of_class, weights=keep, minlength=len(self.sizes)).round().astype(np.int64)
+
+    def room(self, keep: np.ndarray) -> np.ndarray:
+        """Channels each group may still lose."""
+        return np.maximum(self.alive(keep) - self.floor, 0)
+
+    def remove(self, keep: np.ndarray, n: np.ndarray, importance: np.ndarray | None = None) -> np.ndarray:
+        """Drop about ``n[g]`` of the least important live channels of every group (by
+        ``importance``, default the context's), landing kept counts on the channel multiples."""
+        imp = self.importance if importance is None else importance
+        n = np.minimum(np.asarray(n, np.int64), self.room(keep))
+        if (self.multiples > 1).any():
+            n = align_removals(n, self.alive(keep), self.floor, self.multiples)
+        out = keep.copy()
+        for g in np.flatnonzero(n):
+            cls = self.classes[g][keep[self.classes[g]] > 0.5]
+            out[cls[np.argsort(imp[cls], kind="stable")[:int(n[g])]]] = 0.0
+        return out
+
+    def repair(self, keep: np.ndarray, importance: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+        """Remove the lowest group-normalised-importance live channels until the budget holds;
+        returns the plan and how many channels were removed (0: it already held)."""
+        if self.meets(keep):
+            return keep, 0
+        imp = self.importance if importance is None else importance
+        norm = normalised_importance(imp, self.graph.group_of_class, len(self.sizes))
+        keep, removed = keep.copy(), 0
+        while not self.meets(keep):
+            room = self.room(keep)
+            live = [c[keep[c] > 0.5] for c in self.classes]
+            cands = [cl[np.argsort(norm[cl], kind="stable")[:r]] for cl, r in zip(live, room) if r > 0]
+            if not cands:
+                from ..errors import BudgetError
+
+                raise BudgetError(f"the plan cannot be repaired to the budget {self.budget}: every group is at its "
+                                  f"floor (ratio {self.keep_ratio(keep):.3f})", best=self.keep_ratio(keep))
+            chunk = max(1, sum(c.size for c in cands) // 200)
+            drop = np.concatenate(cands)
+            drop = drop[np.argsort(norm[drop], kind="stable")[:chunk]]
+            keep[drop] = 0.0
+            removed += int(drop.size)
+        alive = self.alive(keep)  # land on the channel multiples (rounding down keeps the budget)
+        extra = np.where(alive < self.sizes, alive - np.maximum((alive // self.multiples) * self.multiples, self.floor), 0)
+        for g in np.flatnonzero(extra > 0):
+            cls = self.classes[g][keep[self.classes[g]] > 0.5]
+            keep[cls[np.argsort(norm[cls], kind="stable")[:int(extra[g])]]] = 0.0
+            removed += int(extra[g])
+        return keep, removed

@@ -1,12 +1,14 @@
-"""The policy interface, its registry, and the budget arithmetic every policy shares.
+"""The policy interface, its registry, and the context every policy runs in.
 
-A policy sees the DepGraph (with its cost model), the budget and channel importance. A *baseline*
-returns kept channel counts per group (the channels kept inside a group are always its most
-important ones). A *search* policy also gets ``ctx.evaluate`` (masked plan scoring on a reward
-split), the graph encoder, a trainer and a :class:`~fxprune.search.SearchRun` (JSONL log,
-checkpoints), and returns a :class:`PolicyResult`: a keep vector over channels, plus a model when
-it changed weights (e.g. distillation between pruning steps). Policies never touch the user's
-weights; searches train their own working copy.
+A policy sees the DepGraph (with its cost model), the budget, channel importance and the plan
+arithmetic of :class:`~fxprune.policies.allocation.Allocation`. A *baseline* returns kept
+channel counts per group (the channels kept inside a group are always its most important ones).
+A *search* policy (``needs_data = True``) registers with a typed options class
+(``@register_policy("mcq", config=MCQConfig)``) and also gets the substrate: ``ctx.evaluator``
+(plan scoring on a reward split), ``ctx.trainer``, ``ctx.run`` (JSONL log, checkpoints), the graph
+encoder; it returns a :class:`PolicyResult`: a keep vector over channels, plus the working model
+when it changed weights. A policy changes weights only of its own working copy, and only through
+the trainer (``with ctx.evaluator.training(keep) as model``); never the user's model.
 
 Third-party policies register with :func:`register_policy` or through the ``fxprune.policies``
 entry-point group (``name = "package.module:PolicyClass"``).
@@ -15,94 +17,78 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import numpy as np
 
 from ..budget import Budget
 from ..errors import BudgetError, FxpruneError
-from .allocation import group_multiples, round_nearest, round_up
+from .allocation import AUTO, Allocation, round_nearest
+
+if TYPE_CHECKING:  # the substrate's types, for readers and type checkers
+    from ..ir import DepGraph
+    from ..search import Evaluator, SearchRun, Trainer
+    from ..search.config import SearchConfig
+    from ..search.splits import DataSplits
 
 log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
 class PolicyContext:
-    graph: Any  # DepGraph
+    """Everything a policy may use. Build it with :func:`make_context`."""
+
+    graph: "DepGraph"
     budget: Budget
     importance: np.ndarray  # per class
-    round_to: int | str | None = "auto"  # see policies/allocation.py
+    alloc: Allocation
+    round_to: int | str = AUTO
     seed: int = 0
-    max_prune_ratio: float = 0.9  # a group keeps at least 10% of its channels (and >= min_keep)
-    data: Any = None  # DataSplits (train, reward) for searches; a loader for taylor importance
+    max_prune_ratio: float = 0.9
     criterion: str = "l2"  # the importance criterion's name, to re-score changed weights
-    evaluator: Any = None  # fxprune.search.Evaluator on the reward split (searches only)
-    trainer: Any = None  # fxprune.search.Trainer: KD fine-tuning of a working model
-    run: Any = None  # fxprune.search.SearchRun: JSONL rows, checkpoints, progress
-    config: dict = dataclasses.field(default_factory=dict)  # policy options (policy_config=)
+    data: "DataSplits | Any" = None  # DataSplits for searches; a loader for taylor importance
+    config: "SearchConfig | None" = None  # the policy's typed options
+    evaluator: "Evaluator | None" = None
+    trainer: "Trainer | None" = None
+    run: "SearchRun | None" = None
     max_evals: int | None = None
     progress: bool = True
+    _encoder: Any = dataclasses.field(default=None, repr=False)
 
-    def __post_init__(self) -> None:
-        g = self.graph
-        self.sizes = np.array([grp.size for grp in g.groups], np.int64)
-        self.multiples = group_multiples(self.sizes, self.round_to)
-        self.prunable = np.zeros(len(g.groups), bool)
-        for grp in g.prunable_groups:
-            self.prunable[grp.id] = True
-        # rank of each class inside its group, most important first
-        order = np.lexsort((-self.importance, g.group_of_class))
-        rank = np.empty(g.n_classes, np.int64)
-        starts = np.concatenate([[0], np.cumsum(self.sizes)[:-1]])
-        rank[order] = np.arange(g.n_classes) - np.repeat(starts, self.sizes)
-        self.rank = rank
-        self.full = self._metric(np.ones(g.n_classes))
-
-        self._encoder = None
+    # plan arithmetic (see Allocation) --------------------------------------------------------------
+    @property
+    def sizes(self) -> np.ndarray:
+        return self.alloc.sizes
 
     @property
-    def encoder(self):
-        """``(GraphEncoder, GraphFeatures)``: a seeded GAT encoder and this graph's features (built on first use)."""
-        if self._encoder is None:
-            from ..search.encoder import GraphEncoder, graph_features
+    def prunable(self) -> np.ndarray:
+        return self.alloc.prunable
 
-            feats = graph_features(self.graph)
-            self._encoder = (GraphEncoder(feats.x.shape[1], seed=self.seed), feats)
-        return self._encoder
+    @property
+    def rank(self) -> np.ndarray:
+        return self.alloc.rank
 
-    def importance_of(self, model: Any) -> np.ndarray:
-        """Class importance by this context's criterion, on ``model``'s current weights."""
-        from .importance import class_importance
+    @property
+    def multiples(self) -> np.ndarray:
+        return self.alloc.multiples
 
-        calib = self.data
-        for split in ("calibration", "train"):
-            if getattr(self.data, split, None) is not None:
-                calib = getattr(self.data, split)
-                break
-        return class_importance(self.graph, self.criterion, calib, self.seed, model=model,
-                                limit=self.config.get("taylor_samples", 1024))
-
-    # ---- budget arithmetic -------------------------------------------------------------------
-    def _metric(self, keep: np.ndarray) -> float:
-        c = self.graph.cost
-        return float(c.params(keep) if self.budget.metric == "params" else c.flops(keep))
+    @property
+    def full(self) -> float:
+        return self.alloc.full
 
     def keep_vector(self, counts: np.ndarray) -> np.ndarray:
-        """Keep the ``counts[g]`` most important channels of every group."""
-        return (self.rank < counts[self.graph.group_of_class]).astype(np.float64)
+        return self.alloc.keep_vector(counts)
 
     def ratio(self, counts: np.ndarray) -> float:
-        return self._metric(self.keep_vector(counts)) / max(self.full, 1e-12)
+        return self.alloc.ratio(counts)
 
     def floor_counts(self) -> np.ndarray:
-        """The smallest count each group may keep (pinned groups keep everything)."""
-        low = np.maximum(np.ceil(self.sizes * (1.0 - self.max_prune_ratio)).astype(np.int64), 1)
-        low = np.maximum(low, [g.min_keep for g in self.graph.groups])
-        low = self.round_counts(low)
-        return np.where(self.prunable, np.minimum(low, self.sizes), self.sizes)
+        return self.alloc.floor
 
     def round_counts(self, counts: np.ndarray) -> np.ndarray:
         """Round up to each group's channel multiple (never above the group size)."""
+        from .allocation import round_up
+
         return round_up(counts, self.multiples, self.sizes)
 
     def check_feasible(self) -> None:
@@ -117,7 +103,7 @@ class PolicyContext:
                 best=best)
 
     def fill(self, counts: np.ndarray, order: Callable[[np.ndarray], np.ndarray], passes: int = 64) -> np.ndarray:
-        """Give channels back, one step per group per pass, while the budget still holds."""
+        """Give channels back, one multiple per group per pass, while the budget still holds."""
         counts = counts.copy()
         for _ in range(passes):
             changed = False
@@ -133,9 +119,43 @@ class PolicyContext:
         return counts
 
     def channel_counts(self) -> np.ndarray:
-        frac = self.budget.value
-        counts = np.maximum(np.round(self.sizes * frac).astype(np.int64), 1)
+        counts = np.maximum(np.round(self.sizes * self.budget.value).astype(np.int64), 1)
         return np.where(self.prunable, round_nearest(counts, self.multiples, self.sizes), self.sizes)
+
+    # the substrate ---------------------------------------------------------------------------------
+    @property
+    def encoder(self):
+        """``(GraphEncoder, GraphFeatures)``: a seeded GAT encoder and this graph's features (built on first use)."""
+        if self._encoder is None:
+            from ..search.encoder import GraphEncoder
+            from ..search.features import graph_features
+
+            feats = graph_features(self.graph)
+            self._encoder = (GraphEncoder(feats.x.shape[1], seed=self.seed), feats)
+        return self._encoder
+
+    def importance_of(self, model: Any) -> np.ndarray:
+        """Class importance by this context's criterion, on ``model``'s current weights."""
+        from ..importance import class_importance
+
+        calib = getattr(self.data, "calibration", None) or getattr(self.data, "train", None) or self.data
+        limit = self.config.taylor_samples if self.config is not None else 1024
+        return class_importance(self.graph, self.criterion, calib, self.seed, model=model, limit=limit)
+
+
+def make_context(graph, budget: Budget, *, importance: str = "l2", round_to: int | str = AUTO, seed: int = 0,
+                 max_prune_ratio: float = 0.9, data: Any = None, scores: np.ndarray | None = None,
+                 **substrate: Any) -> PolicyContext:
+    """The one place a :class:`PolicyContext` is built: importance scores (``scores``, or computed
+    by the ``importance`` criterion on ``data``), the allocation arithmetic, and for searches the
+    substrate objects (``config``, ``evaluator``, ``trainer``, ``run``, ``max_evals``, ``progress``)."""
+    from ..importance import class_importance
+
+    if scores is None:
+        calib = getattr(data, "calibration", None) or getattr(data, "train", None) or data
+        scores = class_importance(graph, importance, calib if importance == "taylor" else None, seed)
+    alloc = Allocation(graph, budget, scores, round_to, max_prune_ratio)
+    return PolicyContext(graph, budget, scores, alloc, round_to, seed, max_prune_ratio, importance, data, **substrate)
 
 
 @dataclasses.dataclass
@@ -150,7 +170,8 @@ class PolicyResult:
 
 class Policy(Protocol):
     name: str
-    needs_data: bool  # search policies: prune() builds an Evaluator and a SearchRun for them
+    needs_data: bool  # search policies: prune() builds an Evaluator, Trainer and SearchRun for them
+    config_class: type | None  # the typed options (search policies)
 
     def run(self, ctx: PolicyContext) -> np.ndarray | PolicyResult:
         """Kept channel count for every group (pinned groups: their full size), or a PolicyResult."""
@@ -159,11 +180,14 @@ class Policy(Protocol):
 _POLICIES: dict[str, Callable[[], Policy]] = {}
 
 
-def register_policy(name: str, *aliases: str):
+def register_policy(name: str, *aliases: str, config: type | None = None):
+    """Class decorator: register a policy under ``name`` (and ``aliases``); ``config``: its typed
+    options class (a :class:`~fxprune.search.config.SearchConfig` subclass) for ``policy_config``."""
     def deco(cls):
         for n in (name, *aliases):
             _POLICIES[n] = cls
         cls.name = name
+        cls.config_class = config
         return cls
 
     return deco

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .allocation import normalised_importance
 from .base import PolicyContext, register_policy
 
 
@@ -15,9 +16,7 @@ class GlobalRank:
             return ctx.channel_counts()
         ctx.check_feasible()
         g = ctx.graph
-        gmax = np.zeros(len(g.groups))
-        np.maximum.at(gmax, g.group_of_class, ctx.importance)
-        norm = ctx.importance / np.maximum(gmax[g.group_of_class], 1e-30)
+        norm = normalised_importance(ctx.importance, g.group_of_class, len(g.groups))
         floor = ctx.floor_counts()
         # a class is removable if it is prunable and ranked below its group's floor
         cap = ctx.sizes - floor

@@ -48,6 +48,7 @@ class SearchConfig:
     bn_recalib: int = option(8, f"{FXPRUNE_DEFAULT}: batches of a TRAIN calibration slice on which norm "
                              "statistics are re-estimated before a plan is scored (adaptive BN, EagleEye ECCV 2020); "
                              "0 scores with the original statistics (reward_fidelity.md) [U]", low=0)
+    bn_batch: int = option(64, f"{FXPRUNE_DEFAULT}: samples per recalibration batch [U]", low=1)
     taylor_samples: int = option(1024, f"{FXPRUNE_DEFAULT}: training samples for importance='taylor' [U]", low=1)
 
     ALIASES: typing.ClassVar[dict[str, str]] = {}
@@ -142,15 +143,17 @@ def config_from_dict(cls: type, data: Any, *, prefix: str = "") -> Any:
         raise OptionError(f"{name}: {exc}") from exc
 
 
-def described(cfg: Any, prefix: str = "") -> dict[str, dict[str, Any]]:
-    """Every option (nested ones dotted) with its value and source, for logs and reports."""
+def described(cfg: Any, prefix: str = "", parent_source: str = "") -> dict[str, dict[str, Any]]:
+    """Every option (nested ones dotted) with its value and source, for logs and reports; a nested
+    option without a source of its own has its group's."""
     out: dict[str, dict[str, Any]] = {}
     for f in dataclasses.fields(cfg):
         value = getattr(cfg, f.name)
+        source = f.metadata.get("source", "") or parent_source
         if dataclasses.is_dataclass(value):
-            out.update(described(value, f"{prefix}{f.name}."))
+            out.update(described(value, f"{prefix}{f.name}.", source))
         else:
-            out[prefix + f.name] = {"value": value, "source": f.metadata.get("source", "")}
+            out[prefix + f.name] = {"value": value, "source": source}
     return out
 
 

@@ -123,7 +123,7 @@ def _pair(v) -> tuple[int, int]:
 def graph_features(graph, keep_vec: np.ndarray | None = None, model: nn.Module | None = None) -> GraphFeatures:
     """Features of ``graph`` (a DepGraph) with the current plan ``keep_vec`` (0/1 per class;
     default: nothing pruned) and weight statistics of ``model`` (default: the analysed model)."""
-    from ..policies.importance import _norm_scores  # weight statistics per class
+    from ..importance import _norm_scores  # weight statistics per class
 
     gm = graph.gm
     model = gm if model is None else model

@@ -29,7 +29,7 @@ def reward(plan, alpha=0.25):
 
 
 def test_mcq_plan_is_feasible_and_beats_uniform(tmp_path):
-    r = run(tmp_path, policy_config={"kd": False})
+    r = run(tmp_path, policy_config={"kd": False, "bn_recalib": 0})  # the plain Evaluator below: no recalibration
     assert r.report.flops_ratio <= 0.5 + 1e-9
     assert r.report.flops_ratio > 0.45  # the last step's quota lands near the budget
     uni = fxprune.prune(trained(), 0.5, policy="uniform", example_inputs=EXAMPLE, round_to=1)
@@ -76,14 +76,18 @@ def test_log_curve_and_report(tmp_path):
     r = run(tmp_path, policy_config={"kd": False})
     folder = tmp_path / "run"
     rows = [json.loads(line) for line in (folder / "evals.jsonl").read_text().splitlines()]
-    assert len(rows) == r.search["evaluations"] == len(r.search["history"])
+    assert len(rows) == len(r.search["history"])
     assert [row["eval"] for row in rows] == list(range(len(rows)))
+    commits = [row for row in rows if row["kind"] == "commit"]
+    assert len(rows) - len(commits) == r.search["evaluations"]
+    assert len(commits) == len(r.search["info"]["steps"])  # one committed candidate per step ...
+    assert all(rows[c["of_eval"]]["reward"] == c["reward"] for c in commits)  # ... copied from its row
     assert {"reward", "acc", "flops_ratio", "params_ratio", "step", "kind"} <= set(rows[1])
     assert (folder / "reward_curve.png").stat().st_size > 1000
     out = r.report.save(tmp_path / "report")
     assert out["reward_curve"].exists()
     md = out["markdown"].read_text()
-    assert "reward_curve.png" in md and f"{len(rows)} evaluations" in md
+    assert "reward_curve.png" in md and f"{len(rows) - len(commits)} evaluations" in md
 
 
 def test_max_evals_is_honoured_and_the_plan_repaired(tmp_path):
@@ -119,10 +123,12 @@ def test_kill_and_resume_ends_with_the_same_plan(tmp_path, monkeypatch):
         counted["n"] += 1
         return real(self, plan)
 
-    monkeypatch.setattr(Evaluator, "__call__", counting)
+    monkeypatch.setattr(Evaluator, "evaluate", counting)
     resumed = run(tmp_path, "killed", policy_config={"kd_max_steps": 3})
     assert resumed.plan.keep == full.plan.keep
-    assert counted["n"] == n_total - ckpt["n_rows"]  # it continued, it did not start over
+    rows = [json.loads(line) for line in (tmp_path / "killed" / "evals.jsonl").read_text().splitlines()]
+    done = sum(1 for row in rows[:ckpt["n_rows"]] if row["kind"] != "commit")
+    assert counted["n"] == n_total - done  # it continued, it did not start over
     with torch.no_grad():
         torch.testing.assert_close(resumed.model(EXAMPLE + 1), full.model(EXAMPLE + 1))
     # a finished search is returned as it is
@@ -159,7 +165,7 @@ def test_global_initialisation_starts_from_the_global_allocation(tmp_path):
 
 @pytest.mark.parametrize("kw, match", [
     ({"data": None}, "needs data|pass data="),
-    ({"policy_config": {"nosuch": 1}}, "unknown mcq option"),
+    ({"policy_config": {"nosuch": 1}}, "unknown MCQConfig option.*nosuch"),
     ({"policy_config": {"step_ratio": 2}}, "step_ratio"),
     ({"policy_config": {"precision": "fp16"}}, "precision"),
     ({"policy_config": {"init": "greedy"}}, "init"),
@@ -179,12 +185,14 @@ def test_a_run_dir_holding_another_search_is_refused(tmp_path):
 
 
 def test_mcq_config_labels_every_default():
-    from fxprune.policies.mcq_config import SOURCES, MCQConfig
+    from fxprune.policies.mcq_config import MCQConfig
+    from fxprune.search.config import described
 
-    described = MCQConfig().described()
-    assert set(described) == set(SOURCES)
-    unknown = [k for k, v in described.items() if "[U]" in v["source"]]
-    assert unknown and all("fxprune default" in described[k]["source"] for k in unknown)
+    options = described(MCQConfig())
+    assert all(v["source"] for v in options.values()), [k for k, v in options.items() if not v["source"]]
+    unknown = [k for k, v in options.items() if "[U]" in v["source"]]
+    assert unknown and all("fxprune default" in options[k]["source"] for k in unknown)
+    assert options["post_training.lr"] == {"value": 1e-3, "source": options["post_training.epochs"]["source"]}
 
 
 def test_a_plain_loader_works_as_data(tmp_path):

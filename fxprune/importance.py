@@ -1,5 +1,6 @@
-"""Channel importance, aggregated over every member of a group (all parameter dims its channels
-index: producers, consumers and norm affine parameters)."""
+"""Channel importance, the criteria policies rank channels by: scores aggregated over every
+member of a group (all parameter dims its channels index: producers, consumers and norm affine
+parameters)."""
 from __future__ import annotations
 
 from typing import Any
@@ -7,9 +8,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import FxpruneError
-from ..ir.context import FIXED, IN, NORM_B, NORM_W, OUT, tensor_at
-from ..ir.trace import eval_mode
+from .errors import FxpruneError
+from .ir.context import FIXED, IN, NORM_B, NORM_W, OUT, tensor_at
+from .ir.trace import eval_mode
 
 CRITERIA = ("l1", "l2", "bn", "taylor", "random")
 _WEIGHT_ROLES = (OUT, IN, NORM_W, NORM_B)
@@ -45,7 +46,7 @@ def _taylor_batches(data: Any, limit: int | None) -> list[tuple[Any, Any]]:
         raise FxpruneError("importance='taylor' needs data=: a DataLoader or iterable of (inputs, targets)")
     if isinstance(data, torch.Tensor):
         return [(data, None)]
-    from ..data import ArrayDataset, batches
+    from .data import ArrayDataset, batches
 
     if limit is None:  # the first batch only
         data = [next(iter(data.loader(256) if isinstance(data, ArrayDataset) else data))]
