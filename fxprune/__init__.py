@@ -3,11 +3,12 @@
     result = fxprune.prune(model, 0.5)      # keep 50% of the FLOPs
     result.model, result.plan, result.report
 """
-from .api import PruneResult, apply_plan, load, prune, save
-from . import data
+from .api import apply_plan, load, prune, save
+from .result import PruneResult
+from . import data, testing
 from .budget import Budget
 from .errors import (AnalysisError, BudgetError, ExportError, FxpruneError, LatencyCheckError,
-                     NothingToPrune, PlanError, TraceFailure)
+                     NothingToPrune, OptionError, PlanError, SurgeryError, TraceFailure)
 from .export import (Comparison, ExportResult, Latency, LatencyCheck, check_latency, compare_latency,
                      export_onnx, measure_latency)
 from .finetune import FinetuneConfig, FinetuneResult, finetune
@@ -21,6 +22,7 @@ __all__ = ["prune", "analyze", "save", "load", "apply_plan", "prune_channels", "
            "DepGraph", "PruneResult", "available_policies", "register_policy", "export_onnx",
            "ExportResult", "measure_latency", "compare_latency", "check_latency", "Latency",
            "Comparison", "LatencyCheck", "FxpruneError", "BudgetError", "TraceFailure",
-           "AnalysisError", "PlanError", "NothingToPrune", "ExportError", "LatencyCheckError",
+           "AnalysisError", "PlanError", "NothingToPrune", "ExportError", "LatencyCheckError", "OptionError",
+           "SurgeryError",
            "finetune", "FinetuneConfig", "FinetuneResult", "Evaluator", "Metrics", "data"]
 __version__ = "0.1.0"

@@ -34,11 +34,18 @@ Feature columns (numeric columns are standardised over the rows that use them; o
 ========================  ========================================================================
 
 Edge attributes: one-hot ``[forward, backward, group]``.
+
+The structure (op nodes, edges, shapes, FLOPs shares, the columns that do not depend on a plan)
+is computed once per graph; :meth:`GraphFeatures.with_plan` recomputes only the columns a plan or
+the working weights change (``keep_in``, ``keep_out``, ``g_keep``, the L1 statistics and
+``g_bn_gamma``). :func:`channel_features` gives one row per removable channel (the per-channel
+inputs of a policy that decides channel by channel, ``ppo``).
 """
 from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Any
 
 import numpy as np
 import torch
@@ -72,6 +79,7 @@ class GraphFeatures:
     group_nodes: torch.Tensor  # [n_groups] int64: node index of each group (by group id)
     op_names: list[str]  # fx node name of each op node
     feature_names: tuple[str, ...] = FEATURES
+    static: Any = dataclasses.field(default=None, repr=False)  # _Static: what with_plan reuses
 
     @property
     def num_nodes(self) -> int:
@@ -81,6 +89,10 @@ class GraphFeatures:
         from torch_geometric.data import Data
 
         return Data(x=self.x, edge_index=self.edge_index, edge_attr=self.edge_attr)
+
+    def with_plan(self, keep_vec: np.ndarray | None = None, model: nn.Module | None = None) -> "GraphFeatures":
+        """The same graph with the dynamic columns recomputed for a plan and weights."""
+        return self.static.features(keep_vec, model)
 
 
 def _shape(node) -> tuple[int, ...] | None:
@@ -120,125 +132,229 @@ def _pair(v) -> tuple[int, int]:
     return (int(v[0]), int(v[-1])) if isinstance(v, (tuple, list)) else (int(v), int(v))
 
 
-def graph_features(graph, keep_vec: np.ndarray | None = None, model: nn.Module | None = None) -> GraphFeatures:
-    """Features of ``graph`` (a DepGraph) with the current plan ``keep_vec`` (0/1 per class;
-    default: nothing pruned) and weight statistics of ``model`` (default: the analysed model)."""
-    from ..importance import _norm_scores  # weight statistics per class
+def _standardise(x: np.ndarray, cols: range | list[int], rows: slice) -> None:
+    for c in cols:
+        if FEATURES[c] in _UNSTANDARDISED:
+            continue
+        col = x[rows, c]
+        sd = col.std()
+        x[rows, c] = (col - col.mean()) / sd if sd > 1e-12 else 0.0
 
-    gm = graph.gm
-    model = gm if model is None else model
-    keep_vec = np.ones(graph.n_classes) if keep_vec is None else np.asarray(keep_vec, np.float64)
-    mods = dict(gm.named_modules())
-    group_keep = np.zeros(len(graph.groups))
-    np.add.at(group_keep, graph.group_of_class, keep_vec)
-    group_keep /= np.maximum([g.size for g in graph.groups], 1)
 
-    def keep_of(name: str | None) -> float:
-        labs = graph.labels.get(name) if name else None
+class _Static:
+    """Everything of the features that no plan changes, computed once per DepGraph."""
+
+    def __init__(self, graph):
+        self.graph = graph
+        gm = graph.gm
+        mods = dict(gm.named_modules())
+        ops, index = [], {}
+        for node in gm.graph.nodes:
+            if node.op not in ("call_module", "call_function", "call_method") or _shape(node) is None:
+                continue
+            index[node.name] = len(ops)
+            ops.append(node)
+        self.op_names = [n.name for n in ops]
+        total_params = float(sum(p.numel() for p in gm.parameters())) or 1.0
+        nk, no = len(KINDS), len(OP_COLS)
+        rows, macs, self.in_gid, self.out_gid = [], [], [], []
+        for node in ops:
+            mod = mods.get(node.target) if node.op == "call_module" else None
+            out = _shape(node)
+            first = next((a for a in node.all_input_nodes if _shape(a) is not None), None)
+            inp = _shape(first) if first is not None else None
+            k, st, dw = 0.0, 0.0, 0.0
+            numel = float(np.prod(out[1:])) if out and len(out) > 1 else 1.0
+            mac = numel
+            if isinstance(mod, nn.modules.conv._ConvNd):
+                kh, kw = _pair(mod.kernel_size)
+                k, st = float(kh * kw), float(_pair(mod.stride)[0])
+                dw = float(mod.groups > 1 and mod.groups == mod.in_channels)
+                mac = numel * mod.in_channels / mod.groups * kh * kw
+            elif isinstance(mod, nn.Linear):
+                mac = numel * mod.in_features
+            elif isinstance(mod, (nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AvgPoolNd)):
+                kh, kw = _pair(mod.kernel_size)
+                k, st = float(kh * kw), float(_pair(mod.stride if mod.stride is not None else mod.kernel_size)[0])
+            macs.append(mac)
+            params = float(sum(p.numel() for p in mod.parameters(recurse=False))) if mod is not None else 0.0
+            rows.append((_kind(node, mod), [math.log2(_channels(inp, mod, "in")), math.log2(_channels(out, mod, "out")),
+                                            k, st, dw, 0.0, params / total_params, len(rows) / max(len(ops), 1)]))
+            self.in_gid.append(self._gid(first.name if first is not None else None))
+            self.out_gid.append(self._gid(node.name))
+        tot = sum(macs) or 1.0
+        n_op, n_g = len(rows), len(graph.groups)
+        x = np.zeros((n_op + n_g, len(FEATURES)), np.float64)
+        for i, (kind, vals) in enumerate(rows):
+            x[i, KINDS.index(kind)] = 1.0
+            x[i, nk:nk + 8] = vals
+            x[i, nk + 5] = macs[i] / tot
+        cost, full = graph.cost, float(graph.cost.full_flops) or 1.0
+        for g in graph.groups:
+            at_min = np.ones(graph.n_classes)
+            at_min[g.classes[g.min_keep:]] = 0.0
+            out_mods = {m.param.rsplit(".", 1)[0] for m in g.members if m.role == OUT}
+            j = n_op + g.id
+            x[j, KINDS.index("group")] = 1.0
+            base = nk + no
+            x[j, base + GROUP_COLS.index("g_log2_size")] = math.log2(g.size)
+            x[j, base + GROUP_COLS.index("g_producers")] = float(len(g.producers))
+            x[j, base + GROUP_COLS.index("g_consumers")] = float(len(g.consumers))
+            x[j, base + GROUP_COLS.index("g_dep_flops")] = (full - float(cost.flops(at_min))) / full
+            x[j, base + GROUP_COLS.index("g_residual")] = float(len(out_mods) > 1)
+            x[j, base + GROUP_COLS.index("g_pinned")] = float(g.pinned)
+        self.n_op, self.n_g = n_op, n_g
+        self.x = x
+        self.in_gid, self.out_gid = np.array(self.in_gid), np.array(self.out_gid)
+        self.edge_index, self.edge_attr = self._edges(graph, ops, index, n_op)
+
+    def _gid(self, name: str | None) -> int:
+        labs = self.graph.labels.get(name) if name else None
         if not isinstance(labs, dict) or not labs:
-            return 1.0
+            return -1
         arr = labs.get(1, next(iter(labs.values())))
         arr = arr[arr != FIXED]
-        return float(group_keep[graph.group_of_class[graph.comp[arr[0]]]]) if arr.size else 1.0
+        return int(self.graph.group_of_class[self.graph.comp[arr[0]]]) if arr.size else -1
 
-    ops, rows, index = [], [], {}
-    for node in gm.graph.nodes:
-        if node.op not in ("call_module", "call_function", "call_method") or _shape(node) is None:
-            continue
-        index[node.name] = len(ops)
-        ops.append(node)
-    total_params = float(sum(p.numel() for p in model.parameters())) or 1.0
-    macs, params = [], []
-    for node in ops:
-        mod = mods.get(node.target) if node.op == "call_module" else None
-        out = _shape(node)
-        first = next((a for a in node.all_input_nodes if _shape(a) is not None), None)
-        inp = _shape(first) if first is not None else None
-        k, s, dw = 0.0, 0.0, 0.0
-        numel = float(np.prod(out[1:])) if out and len(out) > 1 else 1.0
-        mac = numel
-        if isinstance(mod, nn.modules.conv._ConvNd):
-            kh, kw = _pair(mod.kernel_size)
-            k, s = float(kh * kw), float(_pair(mod.stride)[0])
-            dw = float(mod.groups > 1 and mod.groups == mod.in_channels)
-            mac = numel * mod.in_channels / mod.groups * kh * kw
-        elif isinstance(mod, nn.Linear):
-            mac = numel * mod.in_features
-        elif isinstance(mod, (nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AvgPoolNd)):
-            kh, kw = _pair(mod.kernel_size)
-            k, s = float(kh * kw), float(_pair(mod.stride if mod.stride is not None else mod.kernel_size)[0])
-        macs.append(mac)
-        params.append(float(sum(p.numel() for p in mod.parameters(recurse=False))) if mod is not None else 0.0)
-        kind = _kind(node, mod)
-        rows.append((kind, [math.log2(_channels(inp, mod, "in")), math.log2(_channels(out, mod, "out")), k, s, dw,
-                            0.0, 0.0, len(rows) / max(len(ops), 1),
-                            keep_of(first.name if first is not None else None), keep_of(node.name)]))
-    tot = sum(macs) or 1.0
-    for r, m, p in zip(rows, macs, params):
-        r[1][5], r[1][6] = m / tot, p / total_params
-    # group nodes
+    @staticmethod
+    def _edges(graph, ops, index, n_op):
+        src, dst, typ = [], [], []
+
+        def op_inputs(node) -> list[int]:  # data flow through the op nodes, skipping getitem & co
+            out = []
+            for a in node.all_input_nodes:
+                if a.name in index:
+                    out.append(index[a.name])
+                elif a.op in ("call_function", "call_method", "call_module"):
+                    out.extend(op_inputs(a))
+            return out
+
+        for node in ops:
+            for a in set(op_inputs(node)):
+                b = index[node.name]
+                src += [a, b]
+                dst += [b, a]
+                typ += [0, 1]
+        by_module: dict[str, list[int]] = {}
+        for node in ops:
+            if node.op == "call_module":
+                by_module.setdefault(node.target, []).append(index[node.name])
+        for g in graph.groups:  # group <-> member ops
+            gi = n_op + g.id
+            for mod_name in g.modules():
+                for oi in by_module.get(mod_name, []):
+                    src += [gi, oi]
+                    dst += [oi, gi]
+                    typ += [2, 2]
+        edge_index = torch.tensor([src, dst], dtype=torch.int64) if src else torch.zeros(2, 0, dtype=torch.int64)
+        edge_attr = (torch.nn.functional.one_hot(torch.tensor(typ, dtype=torch.int64), 3).float() if typ
+                     else torch.zeros(0, 3))
+        return edge_index, edge_attr
+
+    def features(self, keep_vec: np.ndarray | None, model: nn.Module | None) -> GraphFeatures:
+        from ..importance import _norm_scores  # weight statistics per class
+
+        graph = self.graph
+        keep = np.ones(graph.n_classes) if keep_vec is None else np.asarray(keep_vec, np.float64)
+        model = graph.gm if model is None else model
+        gkeep = np.zeros(len(graph.groups))
+        np.add.at(gkeep, graph.group_of_class, keep)
+        gkeep /= np.maximum([g.size for g in graph.groups], 1)
+        x = self.x.copy()
+        nk, no = len(KINDS), len(OP_COLS)
+        ki, ko = nk + OP_COLS.index("keep_in"), nk + OP_COLS.index("keep_out")
+        x[:self.n_op, ki] = np.where(self.in_gid >= 0, gkeep[np.maximum(self.in_gid, 0)], 1.0)
+        x[:self.n_op, ko] = np.where(self.out_gid >= 0, gkeep[np.maximum(self.out_gid, 0)], 1.0)
+        l1 = _norm_scores(graph, 1, roles=(OUT,), model=model)
+        gamma = _norm_scores(graph, 1, roles=(NORM_W,), model=model)
+        base = nk + no
+        for g in graph.groups:
+            v = l1[g.classes] * keep[g.classes]
+            mx = float(v.max()) if v.size and v.max() > 0 else 1.0
+            j = self.n_op + g.id
+            x[j, base + GROUP_COLS.index("g_keep")] = float(gkeep[g.id])
+            x[j, base + GROUP_COLS.index("g_l1_mean")] = float(v.mean()) / mx
+            x[j, base + GROUP_COLS.index("g_l1_std")] = float(v.std()) / mx
+            x[j, base + GROUP_COLS.index("g_l1_min")] = float(v.min()) / mx
+            x[j, base + GROUP_COLS.index("g_l1_max")] = 1.0
+            x[j, base + GROUP_COLS.index("g_bn_gamma")] = float(gamma[g.classes].mean())
+        _standardise(x, range(nk, nk + no), slice(0, self.n_op))
+        _standardise(x, range(nk + no, len(FEATURES)), slice(self.n_op, self.n_op + self.n_g))
+        return GraphFeatures(torch.from_numpy(x).float(), self.edge_index, self.edge_attr,
+                             torch.arange(self.n_op, self.n_op + self.n_g, dtype=torch.int64), self.op_names,
+                             static=self)
+
+
+def graph_features(graph, keep_vec: np.ndarray | None = None, model: nn.Module | None = None) -> GraphFeatures:
+    """Features of ``graph`` (a DepGraph) with the current plan ``keep_vec`` (0/1 per class;
+    default: nothing pruned) and weight statistics of ``model`` (default: the analysed model). The
+    plan-independent part is computed once per graph and cached on it."""
+    static = getattr(graph, "_feature_static", None)
+    if static is None:
+        static = _Static(graph)
+        graph._feature_static = static
+    return static.features(keep_vec, model)
+
+
+CHANNEL_FEATURES = ("l1", "bn_gamma", "rank", "activation")
+
+
+@torch.no_grad()
+def channel_features(graph, model: nn.Module | None = None, data: Any = None, n_samples: int = 256) -> np.ndarray:
+    """One row per removable channel (class), ``CHANNEL_FEATURES`` columns: the group-aggregated L1
+    norm of its filters divided by the group's largest, ``|γ|`` of its norm layers (0 without one),
+    its rank inside the group by L1 (0 = most important, divided by the group size), and its mean
+    absolute activation over ``n_samples`` samples of ``data`` divided by the group's largest (0
+    without data)."""
+    from ..importance import _norm_scores
+
+    model = graph.gm if model is None else model
     l1 = _norm_scores(graph, 1, roles=(OUT,), model=model)
     gamma = _norm_scores(graph, 1, roles=(NORM_W,), model=model)
-    cost, full = graph.cost, float(graph.cost.full_flops) or 1.0
-    grows = []
-    for g in graph.groups:
-        v = l1[g.classes] * keep_vec[g.classes]
-        mx = float(v.max()) if v.size and v.max() > 0 else 1.0
-        at_min = np.ones(graph.n_classes)
-        at_min[g.classes[g.min_keep:]] = 0.0
-        out_mods = {m.param.rsplit(".", 1)[0] for m in g.members if m.role == OUT}
-        grows.append([math.log2(g.size), float(group_keep[g.id]), float(len(g.producers)), float(len(g.consumers)),
-                      (full - float(cost.flops(at_min))) / full, float(v.mean()) / mx, float(v.std()) / mx,
-                      float(v.min()) / mx, 1.0, float(gamma[g.classes].mean()), float(len(out_mods) > 1),
-                      float(g.pinned)])
-    n_op, n_g = len(rows), len(grows)
-    x = np.zeros((n_op + n_g, len(FEATURES)), np.float64)
-    nk, no = len(KINDS), len(OP_COLS)
-    for i, (kind, vals) in enumerate(rows):
-        x[i, KINDS.index(kind)] = 1.0
-        x[i, nk:nk + no] = vals
-    for j, vals in enumerate(grows):
-        x[n_op + j, KINDS.index("group")] = 1.0
-        x[n_op + j, nk + no:] = vals
-    for c, name in enumerate(FEATURES[nk:], start=nk):
-        if name in _UNSTANDARDISED:
-            continue
-        sl = slice(0, n_op) if c < nk + no else slice(n_op, n_op + n_g)
-        col = x[sl, c]
-        sd = col.std()
-        x[sl, c] = (col - col.mean()) / sd if sd > 1e-12 else 0.0
-    # edges: data flow through the op nodes (skipping non-op nodes such as getitem) ...
-    src, dst, typ = [], [], []
+    gmax = np.zeros(len(graph.groups))
+    np.maximum.at(gmax, graph.group_of_class, l1)
+    out = np.zeros((graph.n_classes, len(CHANNEL_FEATURES)))
+    out[:, 0] = l1 / np.maximum(gmax[graph.group_of_class], 1e-30)
+    out[:, 1] = gamma
+    sizes = np.array([g.size for g in graph.groups])
+    order = np.lexsort((-l1, graph.group_of_class))
+    rank = np.empty(graph.n_classes, np.int64)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    rank[order] = np.arange(graph.n_classes) - np.repeat(starts, sizes)
+    out[:, 2] = rank / np.maximum(sizes[graph.group_of_class], 1)
+    if data is not None:
+        out[:, 3] = _activations(graph, model, data, n_samples)
+    return out
 
-    def op_inputs(node) -> list[int]:
-        out = []
-        for a in node.all_input_nodes:
-            if a.name in index:
-                out.append(index[a.name])
-            elif a.op in ("call_function", "call_method", "call_module"):
-                out.extend(op_inputs(a))
-        return out
 
-    for node in ops:
-        for a in set(op_inputs(node)):
-            b = index[node.name]
-            src += [a, b]
-            dst += [b, a]
-            typ += [0, 1]
-    # ... and group <-> member ops
-    by_module: dict[str, list[int]] = {}
-    for node in ops:
-        if node.op == "call_module":
-            by_module.setdefault(node.target, []).append(index[node.name])
-    for g in graph.groups:
-        gi = n_op + g.id
-        for mod_name in g.modules():
-            for oi in by_module.get(mod_name, []):
-                src += [gi, oi]
-                dst += [oi, gi]
-                typ += [2, 2]
-    edge_index = torch.tensor([src, dst], dtype=torch.int64) if src else torch.zeros(2, 0, dtype=torch.int64)
-    edge_attr = torch.nn.functional.one_hot(torch.tensor(typ, dtype=torch.int64), 3).float() if typ \
-        else torch.zeros(0, 3)
-    return GraphFeatures(torch.from_numpy(x).float(), edge_index, edge_attr,
-                         torch.arange(n_op, n_op + n_g, dtype=torch.int64), [n.name for n in ops])
+def _activations(graph, model: nn.Module, data: Any, n_samples: int) -> np.ndarray:
+    """Mean |activation| per class over the nodes whose channel dim carries it (a forward of
+    ``model`` over ``n_samples`` samples, recorded node by node)."""
+    from torch.fx import Interpreter
+
+    from ..data import batches
+    from ..ir.trace import eval_mode
+
+    acc = np.zeros(graph.n_classes)
+    cnt = np.zeros(graph.n_classes)
+
+    class Recorder(Interpreter):
+        def run_node(self, n):
+            val = super().run_node(n)
+            lab = graph.labels.get(n.name)
+            if isinstance(val, torch.Tensor) and isinstance(lab, dict) and 1 in lab and val.dim() >= 2:
+                arr = lab[1]
+                ok = arr != FIXED
+                v = val.detach().abs().float().transpose(0, 1).reshape(val.shape[1], -1).mean(1).cpu().numpy()
+                cls = graph.comp[arr[ok]]
+                np.add.at(acc, cls, v[ok])
+                np.add.at(cnt, cls, 1.0)
+            return val
+
+    with eval_mode(model):
+        for x, _ in batches(data, n_samples):
+            Recorder(model).run(x.to(next(model.parameters()).device))
+    act = acc / np.maximum(cnt, 1.0)
+    gmax = np.zeros(len(graph.groups))
+    np.maximum.at(gmax, graph.group_of_class, act)
+    return act / np.maximum(gmax[graph.group_of_class], 1e-30)

@@ -13,7 +13,7 @@ def plot_reward_curve(rows: list[dict[str, Any]], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     cand = [(r["eval"], r["reward"]) for r in rows if r.get("kind") == "candidate" and "reward" in r]
-    commits = [(r["eval"], r["reward"]) for r in rows if r.get("kind") == "commit" and "reward" in r]
+    commits = [(r.get("of_eval", r["eval"]), r["reward"]) for r in rows if r.get("kind") == "commit" and "reward" in r]
     fig, ax = plt.subplots(figsize=(8, 4))
     if cand:
         xs, ys = zip(*cand)
@@ -27,7 +27,8 @@ def plot_reward_curve(rows: list[dict[str, Any]], path: Path) -> Path:
         ax.axvline(first, color="0.85", lw=0.6, zorder=0)
     ax.set_xlabel("evaluation")
     ax.set_ylabel("reward")
-    ax.set_title(f"search reward ({len(rows)} evaluations, {len(steps)} steps)")
+    n_evals = sum(1 for r in rows if r.get("kind") not in ("commit", "epoch"))
+    ax.set_title(f"search reward ({n_evals} evaluations, {len(steps)} steps)")
     if cand or commits:
         ax.legend(loc="best", fontsize=8)
     fig.tight_layout()

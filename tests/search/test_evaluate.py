@@ -130,3 +130,108 @@ def test_bf16_precision_close_to_fp32():
         assert (b.flops, b.params) == (a.flops, a.params)
     with pytest.raises(fxprune.FxpruneError, match="precision 'fp16'"):
         Evaluator(graph, data, precision="fp16")
+
+
+def _recalibrated_surgery_metrics(graph, plan, data, calib):
+    from fxprune.search.bn import recalibrate
+
+    pruned = prune_channels(graph, plan).eval()
+    recalibrate(pruned, calib)
+    correct, loss, n = 0.0, 0.0, 0
+    with torch.no_grad():
+        for x, y in data:
+            out = pruned(x)
+            correct += float((out.argmax(1) == y).sum())
+            loss += float(F.cross_entropy(out, y, reduction="sum"))
+            n += y.shape[0]
+    return correct / n, loss / n
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_masked_and_compact_with_bn_recalibration_equal_surgery_with_it(name):
+    """Adaptive BN: re-estimating the norm statistics on calibration batches before scoring
+    gives the same metrics whether the plan is masked, compact or cut by surgery."""
+    build, size, _ = MODELS[name]
+    model = _randomize_bn(build())
+    graph = fxprune.analyze(model, (1, 3, size, size))
+    data = _data(size)
+    calib = [x for x, _ in _data(size, n=32, seed=7)]
+    masked = Evaluator(graph, data, n_samples=None, bn_recalib=3, calibration=calib[:3] + calib[3:])
+    compact = Evaluator(graph, data, n_samples=None, bn_recalib=3, calibration=calib, mode="compact")
+    plain = Evaluator(graph, data, n_samples=None)
+    for seed in range(2):
+        plan = random_plan(graph, seed=seed, drop=0.4)
+        m, c, p = masked.evaluate(plan), compact.evaluate(plan), plain.evaluate(plan)
+        acc, loss = _recalibrated_surgery_metrics(graph, plan, data, calib[:3])
+        for got in (m, c):
+            assert got.acc == pytest.approx(acc, abs=1e-12)
+            assert got.loss == pytest.approx(loss, rel=1e-4, abs=1e-5)
+            assert got.bn_recalib == 3
+        assert (m.mode, c.mode) == ("masked", "compact")
+        if name != "densenet121" or seed:
+            assert p.loss != pytest.approx(m.loss, rel=1e-3)  # recalibration changed the score
+    # the working copy's statistics are back to the model's after every evaluation
+    masked.restore()
+    for (k, v), (_, w) in zip(masked.model.state_dict().items(), graph.gm.state_dict().items()):
+        assert torch.equal(v, w), k
+
+
+@pytest.mark.parametrize("name", ["cifar_resnet20", "mobilenet_v2"])
+def test_compact_equals_masked(name):
+    build, size, _ = MODELS[name]
+    graph = fxprune.analyze(_randomize_bn(build()), (1, 3, size, size))
+    data = _data(size)
+    masked, compact = Evaluator(graph, data, n_samples=None), Evaluator(graph, data, n_samples=None, mode="compact")
+    for seed in range(3):
+        plan = random_plan(graph, seed=seed, drop=0.5)
+        a, b = masked.evaluate(plan), compact.evaluate(plan)
+        assert a.acc == pytest.approx(b.acc, abs=1e-12)
+        assert a.loss == pytest.approx(b.loss, rel=1e-4, abs=1e-5)
+        assert (a.flops, a.params) == (b.flops, b.params)
+
+
+def test_evaluate_many_equals_one_by_one():
+    graph = fxprune.analyze(_randomize_bn(cifar_resnet(20)), (1, 3, 32, 32))
+    data = _data(32)
+    plans = [random_plan(graph, seed=s, drop=0.3) for s in range(4)] + [{}]
+    one = Evaluator(graph, data, n_samples=None)
+    many = Evaluator(graph, data, n_samples=None)
+    a = [one.evaluate(p) for p in plans]
+    b = many.evaluate_many(plans)
+    strip = lambda m: {k: v for k, v in m.to_dict().items() if k != "seconds"}  # noqa: E731
+    assert [strip(m) for m in a] == [strip(m) for m in b]
+
+
+def test_training_context_masks_trains_and_rebases():
+    graph = fxprune.analyze(_randomize_bn(cifar_resnet(20)), (1, 3, 32, 32))
+    ev = Evaluator(graph, _data(32), n_samples=None)
+    plan = random_plan(graph, seed=0, drop=0.5)
+    keep = graph.keep_vector(plan.keep)
+    before = ev.evaluate(plan)
+    with ev.training(keep) as model:
+        model.train()
+        fxprune.finetune(model, _data(32), epochs=1, lr=0.05, inplace=True, progress=False,
+                         step_hook=lambda m: ev.zero_dead(keep, m))
+    assert not model.training
+    after = ev.evaluate(plan)
+    assert after.loss != before.loss  # the working weights are the trained ones now
+    ev.restore()
+    assert ev.evaluate(plan).loss == pytest.approx(after.loss)
+
+
+def test_evaluator_bad_input():
+    graph = fxprune.analyze(cifar_resnet(20).eval(), (1, 3, 32, 32))
+    with pytest.raises(fxprune.OptionError, match="mode"):
+        Evaluator(graph, _data(32), mode="fast")
+    with pytest.raises(fxprune.OptionError, match="bn_recalib needs calibration"):
+        Evaluator(graph, _data(32), bn_recalib=2)
+    with pytest.raises(fxprune.OptionError, match="bn_recalib"):
+        Evaluator(graph, _data(32), bn_recalib=-1, calibration=_data(32))
+    with pytest.raises(fxprune.OptionError, match=r"labels must lie in \[0, 9\].*36"):
+        Evaluator(graph, [(torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 36, 2]))])
+    ev = Evaluator(graph, _data(32))
+    other = fxprune.analyze(cifar_resnet(32).eval(), (1, 3, 32, 32))
+    with pytest.raises(fxprune.FxpruneError, match="another architecture"):
+        ev.evaluate(random_plan(other, seed=0))
+    with pytest.raises(fxprune.FxpruneError, match="keep vector for this model has"):
+        ev.evaluate(other.keep_vector({}))
