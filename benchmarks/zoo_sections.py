@@ -29,9 +29,35 @@ def top_reasons(graph, k: int = 2) -> str:
     return "; ".join(f"{n}× {r}" for r, n in items[:k]) or "-"
 
 
-def tp_prune(model: torch.nn.Module, x, out_shape) -> tuple[str, float]:
-    """Torch-Pruning's magnitude pruner at TP_RATIO per layer (classifier/heads ignored):
+def tp_prune(model: torch.nn.Module, x, out_shape, timeout: float = 60.0) -> tuple[str, float]:
+    """Torch-Pruning's magnitude pruner at TP_RATIO per layer (classifier/heads ignored), in a
+    child process with a time and memory limit (it exhausts memory on some models):
     ('ok', FLOPs ratio) when the pruned model runs with the same output shape."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    p = ctx.Process(target=_tp_child, args=(model, x, out_shape, q))
+    p.start()
+    p.join(timeout)
+    if p.is_alive():
+        p.kill()
+        p.join()
+        return f"failed: no result in {timeout:.0f} s", float("nan")
+    if p.exitcode != 0 or q.empty():
+        return f"failed: exit code {p.exitcode} (memory limit?)", float("nan")
+    return q.get()
+
+
+def _tp_child(model, x, out_shape, q) -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (8 << 30, 8 << 30))
+    torch.set_num_threads(1)
+    q.put(_tp_prune(model, x, out_shape))
+
+
+def _tp_prune(model: torch.nn.Module, x, out_shape) -> tuple[str, float]:
     import copy
 
     import torch_pruning as tp
