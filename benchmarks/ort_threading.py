@@ -28,7 +28,6 @@ import torch
 from torchvision.models import get_model
 
 import fxprune
-from fxprune.export.latency_budget import ORT_CPU_ROUND_TO
 from fxprune.export.onnx_export import session
 
 warnings.filterwarnings("ignore")
@@ -76,13 +75,13 @@ def main(argv=None):
              f"torch {torch.__version__}, onnxruntime {__import__('onnxruntime').__version__}; input 1x3x224x224, "
              f"2 intra-op threads, {args.runs} timed runs per model per repeat, {args.repeats} repeats "
              f"(protocols interleaved within each repeat); medians over the repeats. Pruned = 50% FLOPs, "
-             f"round_to={ORT_CPU_ROUND_TO}.", "",
+             "the default channel rounding.", "",
              "| model | protocol | original ms | pruned ms | efficiency | efficiency per repeat |",
              "|---|---|---:|---:|---:|---|"]
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models:
             model = get_model(name, weights=None).eval()
-            r = fxprune.prune(model, 0.5, example_inputs=X, round_to=ORT_CPU_ROUND_TO, progress=False)
+            r = fxprune.prune(model, 0.5, example_inputs=X, progress=False)
             pa = fxprune.export_onnx(model, Path(tmp) / "a.onnx", X, checks=1).path
             pb = fxprune.export_onnx(r, Path(tmp) / "b.onnx", X, checks=1).path
             got: dict[str, list[tuple[float, float]]] = {k: [] for k in protocols}

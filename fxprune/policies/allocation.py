@@ -141,6 +141,10 @@ class Allocation:
         return float(self.metric(self.keep_vector(counts))) / max(self.full, 1e-12)
 
     # ---- counts -------------------------------------------------------------------------------------
+    def round_counts(self, counts: np.ndarray) -> np.ndarray:
+        """Round up to each group's channel multiple (never above the group size)."""
+        return round_up(counts, self.multiples, self.sizes)
+
     def floor_counts(self) -> np.ndarray:
         """The smallest count each group may keep (pinned groups keep everything)."""
         low = np.maximum(np.ceil(self.sizes * (1.0 - self.max_prune_ratio)).astype(np.int64), 1)

@@ -86,10 +86,7 @@ class PolicyContext:
         return self.alloc.floor
 
     def round_counts(self, counts: np.ndarray) -> np.ndarray:
-        """Round up to each group's channel multiple (never above the group size)."""
-        from .allocation import round_up
-
-        return round_up(counts, self.multiples, self.sizes)
+        return self.alloc.round_counts(counts)
 
     def check_feasible(self) -> None:
         if self.budget.metric == "channels":
