@@ -37,11 +37,18 @@ def _shape(text: str | None) -> tuple[int, ...] | None:
     return shape
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr and exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="fxprune", description="Structured channel pruning for PyTorch CNNs.",
-                                epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _Parser(prog="fxprune", description="Structured channel pruning for PyTorch CNNs.",
+                epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
-    sub = p.add_subparsers(dest="cmd", metavar="{prune,analyze,export,bench}")
+    sub = p.add_subparsers(dest="cmd", metavar="{prune,analyze,export,bench}", parser_class=_Parser)
     model_help = "a torchvision model name (timm names when timm is installed) or a saved .safetensors file"
 
     s = sub.add_parser("prune", help="prune a model to a budget", epilog=EXAMPLES,
@@ -59,6 +66,16 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--save", default=None, help="write the pruned model (safetensors + plan JSON)")
     s.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads for latency (default 1)")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--data", default=None, help="search policies: a folder with train.npz (x: uint8 NxHxWxC, "
+                   "y: labels), e.g. CIFAR-10; the reward split is held out of it")
+    s.add_argument("--normalize", default="imagenet", choices=["imagenet", "cifar10", "none"],
+                   help="normalisation of --data images (default imagenet)")
+    s.add_argument("--policy-config", default=None, help="search policies: options as JSON, e.g. '{\"rounds\": 2}'")
+    s.add_argument("--run-dir", default=None, help="search policies: the run folder (log, checkpoints)")
+    s.add_argument("--max-evals", type=int, default=None, help="search policies: cap on evaluations")
+    s.add_argument("--n-reward", type=int, default=1000, help="search policies: reward samples (default 1000)")
+    s.add_argument("--no-resume", action="store_true", help="search policies: start the run afresh")
+    s.add_argument("--device", default=None, help="search policies: evaluation/training device, e.g. cuda")
 
     s = sub.add_parser("analyze", help="print the channel groups, their sizes and why any is pinned")
     s.add_argument("model", help=model_help)
@@ -108,14 +125,17 @@ def _cmd_prune(args) -> int:
 
     budget = parse(args.budget)
     model, shape, arch, _ = _load_model(args.model, _shape(args.input))
-    for out in (args.onnx, args.save):
+    search = _search_args(args)
+    for out in (args.onnx, args.save):  # every output must be writable before any work is done
         if out:
-            Path(out).parent.mkdir(parents=True, exist_ok=True)
+            _writable_folder(Path(out).parent, f"the folder of '{out}'")
+    if args.report:
+        _writable_folder(Path(args.report), f"--report '{args.report}'")
     steps = 1 + bool(args.onnx) + bool(args.report) + bool(args.save)
     with tqdm(total=steps, desc="fxprune", disable=steps == 1, leave=False) as bar:
         result = fxprune.prune(model, budget, example_inputs=shape, policy=args.policy,
-                               importance=args.importance, round_to=args.round_to, seed=args.seed,
-                               latency_threads=args.threads)
+                               importance=args.importance, round_to="auto" if args.round_to is None else args.round_to,
+                               seed=args.seed, latency_threads=args.threads, **search)
         bar.update()
         if args.onnx:
             bar.set_postfix_str("export")
@@ -145,6 +165,40 @@ def _cmd_prune(args) -> int:
     if args.save:
         print(f"saved to {args.save}")
     return 0
+
+
+def _writable_folder(folder: Path, what: str) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".fxprune-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise FxpruneError(f"cannot write {what}: {exc.strerror or exc}") from None
+
+
+def _search_args(args) -> dict:
+    """The search options of ``prune`` from the command line (only those given)."""
+    out = {}
+    if args.data:
+        from .data import load_npz_folder
+
+        out["data"] = load_npz_folder(args.data, "train", None if args.normalize == "none" else args.normalize)
+    if args.policy_config:
+        try:
+            out["policy_config"] = json.loads(args.policy_config)
+        except json.JSONDecodeError as exc:
+            raise FxpruneError(f"--policy-config is not valid JSON: {exc}") from None
+        if not isinstance(out["policy_config"], dict):
+            raise FxpruneError("--policy-config must be a JSON object, e.g. '{\"rounds\": 2}'")
+    for name in ("run_dir", "max_evals", "device"):
+        if getattr(args, name) is not None:
+            out[name] = getattr(args, name)
+    if args.n_reward != 1000:
+        out["n_reward"] = args.n_reward
+    if args.no_resume:
+        out["resume"] = False
+    return out
 
 
 def _cmd_analyze(args) -> int:
@@ -202,11 +256,27 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"fxprune: latency check failed: {exc}", file=sys.stderr)
         return 1
-    except FxpruneError as exc:
+    except (FxpruneError, OSError) as exc:  # bad input: a model, a budget, a file, an option
         if args.debug:
             raise
-        print(f"fxprune: error: {exc}", file=sys.stderr)
+        print(f"fxprune: error: {_first_line(exc)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("fxprune: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - a bug: one line, the traceback with --debug
+        if args.debug:
+            raise
+        print(f"fxprune: internal error: {type(exc).__name__}: {_first_line(exc)} (run with --debug for the "
+              "traceback)", file=sys.stderr)
+        return 1
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    if isinstance(exc, OSError) and exc.filename:
+        text = f"{exc.strerror or text}: '{exc.filename}'"
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -54,6 +55,10 @@ def _apply_ignore(graph: DepGraph, names: list[str]) -> None:
 def _check_model(model: Any) -> None:
     if not isinstance(model, torch.nn.Module):
         raise FxpruneError(f"expected a torch.nn.Module, got {type(model).__name__}")
+    for name, t in [*model.named_parameters(), *model.named_buffers()]:
+        if t.is_meta:
+            raise FxpruneError(f"the model's '{name}' is on the meta device (no values): materialise or load "
+                               "the weights first (e.g. model.to_empty(device='cpu') and load_state_dict)")
 
 
 def _check_options(importance: str, round_to: Any, n_reward: Any, max_prune_ratio: Any, seed: Any) -> None:
@@ -198,13 +203,38 @@ def save(result: PruneResult, path: str | Path, arch: str | None = None) -> Path
 
     if not isinstance(result, PruneResult):
         raise FxpruneError(f"save() takes a PruneResult, got {type(result).__name__}")
+    if arch is not None and (not isinstance(arch, str) or ":" not in arch):
+        raise OptionError(f"arch={arch!r} must be 'torchvision:NAME' or 'timm:NAME'")
     path = Path(path)
+    writable_file(path, "save")
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in result.model.state_dict().items()}
     meta = {"format": _FORMAT, "plan": result.plan.to_json()}
     if arch:
         meta["arch"] = arch
-    save_file(tensors, str(path), metadata=meta)
+    try:
+        save_file(tensors, str(path), metadata=meta)
+    except Exception as exc:  # noqa: BLE001 - safetensors reports OS errors as its own type
+        raise FxpruneError(f"cannot write '{path}': {exc}") from exc
     return path
+
+
+def writable_file(path: Path, what: str) -> None:
+    """Raise a clear error unless ``path`` can be written (its folder exists and is writable)."""
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise FxpruneError(f"{what}: '{path}' is a folder; give a file name such as '{path / 'model.safetensors'}'")
+    if not folder.is_dir():
+        raise FxpruneError(f"{what}: cannot write '{path}': folder '{folder}' does not exist")
+    if not os.access(folder, os.W_OK):
+        raise FxpruneError(f"{what}: cannot write '{path}': folder '{folder}' is not writable")
+    existed = path.exists()
+    try:
+        with open(path, "ab"):
+            pass
+    except OSError as exc:
+        raise FxpruneError(f"{what}: cannot write '{path}': {exc.strerror or exc}") from None
+    if not existed:
+        path.unlink()
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:

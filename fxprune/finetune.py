@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import FxpruneError
+from .options import option
 from .ir.trace import eval_mode
 
 log = logging.getLogger(__name__)
@@ -27,15 +28,16 @@ log = logging.getLogger(__name__)
 
 @dataclasses.dataclass
 class FinetuneConfig:
-    epochs: float = 1.0  # passes over ``data`` (fractions allowed)
-    max_steps: int | None = None  # hard cap on optimiser steps (wins over epochs)
-    lr: float = 0.01
-    lr_min: float = 1e-6  # RL-Pruner's min lr (its old config)
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    warmup_ratio: float = 0.05  # fxprune default
-    temperature: float = 2.0  # RL-Pruner's KD function default
-    student_weight: float = 0.25  # weight of the hard-label CE term; 0.75 goes to KD
+    epochs: float = option(1.0, "passes over the data (fractions allowed)", low=0.0)
+    max_steps: int | None = option(None, "hard cap on optimiser steps (wins over epochs)", low=1)
+    lr: float = option(0.01, "peak learning rate", low=0.0, low_open=True)
+    lr_min: float = option(1e-6, "RL-Pruner's min lr (its old config)", low=0.0)
+    momentum: float = option(0.9, "SGD momentum", low=0.0)
+    weight_decay: float = option(5e-4, "SGD weight decay", low=0.0)
+    warmup_ratio: float = option(0.05, "fxprune default: linear warm-up share of the steps", low=0.0, high=1.0,
+                                 high_open=True)
+    temperature: float = option(2.0, "RL-Pruner's KD function default", low=0.0, low_open=True)
+    student_weight: float = option(0.25, "weight of the hard-label CE term; the rest goes to KD", low=0.0, high=1.0)
 
     def __post_init__(self) -> None:
         def finite(v) -> bool:
@@ -190,6 +192,8 @@ def finetune(model: torch.nn.Module, data: Any, *, teacher: torch.nn.Module | No
         per_epoch = len(data)
     except TypeError:
         per_epoch = None
+    if per_epoch == 0:
+        raise FxpruneError("data yielded no batches")
     total = cfg.max_steps or (max(1, int(math.ceil(cfg.epochs * per_epoch))) if per_epoch else None)
     if total is None:
         raise FxpruneError("data has no len(); pass max_steps= to bound the fine-tune")

@@ -101,7 +101,12 @@ class Report:
         folder = Path(folder)
         if folder.exists() and not folder.is_dir():
             raise FxpruneError(f"cannot write the report into '{folder}': it is a file, not a folder")
-        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / ".write-test").write_text("")
+            (folder / ".write-test").unlink()
+        except OSError as exc:
+            raise FxpruneError(f"cannot write the report into '{folder}': {exc.strerror or exc}") from exc
         out = {"markdown": folder / "report.md", "json": folder / "report.json"}
         if plots:
             from .report_plots import plot_flops_share, plot_kept_channels

@@ -70,6 +70,10 @@ def snapshot(model):
         "training": {n: m.training for n, m in model.named_modules()},
         "modules": [(n, type(m).__name__) for n, m in model.named_modules()],
         "attrs": {n: sorted(k for k in vars(m) if not k.startswith("_")) for n, m in model.named_modules()},
+        # containers a forward may fill (timm's attention-bias caches): their contents, by identity
+        "containers": {(n, k): [id(x) for x in (v.values() if isinstance(v, dict) else v)]
+                       for n, m in model.named_modules() for k, v in vars(m).items()
+                       if type(v) in (dict, list, set) and not k.startswith("_")},
     }
 
 
@@ -85,3 +89,4 @@ def assert_untouched(model, snap):
     assert now["grad"] == snap["grad"], "requires_grad flags changed"
     assert now["training"] == snap["training"], "training flags changed"
     assert now["attrs"] == snap["attrs"], "module attributes were added or removed"
+    assert now["containers"] == snap["containers"], "a dict/list attribute of a module was changed"

@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import io
 import logging
+import os
 import warnings
 from pathlib import Path
 from typing import Any, Sequence
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 
 EXPORTERS = ("torchscript", "dynamo")
 DEFAULT_OPSET = 18
+MIN_OPSET, MAX_OPSET = 9, 23  # what the exporters write and ONNX Runtime runs
 
 
 @dataclasses.dataclass
@@ -177,10 +179,24 @@ def export_onnx(model_or_result: Any, path: str | Path, example_inputs: Any = No
     model = structural_copy(model)
     if exporter not in ("auto", *EXPORTERS):
         raise FxpruneError(f"exporter='{exporter}' is not one of auto, {', '.join(EXPORTERS)}")
+    if opset is not None and (isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= MAX_OPSET):
+        raise FxpruneError(f"opset={opset!r} must be an integer in [{MIN_OPSET}, {MAX_OPSET}] (default {DEFAULT_OPSET})")
     opset = DEFAULT_OPSET if opset is None else int(opset)
+    for name, val in (("checks", checks),):
+        if isinstance(val, bool) or not isinstance(val, int) or val < 1:
+            raise FxpruneError(f"{name}={val!r} must be a positive integer")
     path = Path(path)
+    if path.is_dir():
+        raise FxpruneError(f"cannot write '{path}': it is a folder; give a file name such as '{path / 'model.onnx'}'")
     if path.parent and not path.parent.exists():
         raise FxpruneError(f"cannot write '{path}': folder '{path.parent}' does not exist")
+    if path.parent and not os.access(path.parent if str(path.parent) else ".", os.W_OK):
+        raise FxpruneError(f"cannot write '{path}': folder '{path.parent}' is not writable")
+    try:
+        with open(path, "ab"):
+            pass
+    except OSError as exc:
+        raise FxpruneError(f"cannot write '{path}': {exc.strerror or exc}") from None
     with eval_mode(model), torch.no_grad():
         try:
             n_out = len(_flat(model(*inputs)))
@@ -206,7 +222,11 @@ def export_onnx(model_or_result: Any, path: str | Path, example_inputs: Any = No
     if used is None:
         raise ExportError(f"cannot export {type(model).__name__} to ONNX: " + "; ".join(errors))
     max_abs, max_rel = check_parity(model, path, inputs, checks, rtol, atol, seed)
-    res = ExportResult(path, used, opset, [tuple(t.shape) for t in inputs], dynamic_batch, checks,
+    written = max((o.version for o in onnx.load(str(path), load_external_data=False).opset_import
+                   if o.domain in ("", "ai.onnx")), default=opset)
+    if written != opset:
+        log.info("the %s exporter wrote opset %d (asked for %d)", used, written, opset)
+    res = ExportResult(path, used, written, [tuple(t.shape) for t in inputs], dynamic_batch, checks,
                        max_abs, max_rel, errors[0] if errors else None)
     log.info("exported %s", res)
     return res

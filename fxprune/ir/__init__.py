@@ -8,12 +8,12 @@ from typing import Any, Iterator
 
 import torch
 
-from ..errors import FxpruneError, TraceFailure
+from ..errors import AnalysisError, FxpruneError, TraceFailure
 from .analyze import run_rules
 from .context import Refuse
 from .depgraph import DepGraph, Group, Member
 from .registry import OpRule, register
-from .trace import input_spec, make_inputs, propagate_shapes, trace
+from .trace import check_arity, input_spec, make_inputs, propagate_shapes, trace
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,12 @@ def analyze(model: torch.nn.Module, example_inputs: Any = None) -> DepGraph:
     """
     if not isinstance(model, torch.nn.Module):
         raise FxpruneError(f"expected a torch.nn.Module, got {type(model).__name__}")
+    for name, t in [*model.named_parameters(), *model.named_buffers()]:
+        if t.is_meta:
+            raise AnalysisError(f"the model's '{name}' is on the meta device (no values): materialise or load "
+                                "the weights first")
     inputs = make_inputs(model, example_inputs)
+    check_arity(model, inputs)
     with gc_paused():
         try:
             traced = trace(model, example_inputs=inputs)

@@ -425,9 +425,11 @@ def structural_copy(model: torch.nn.Module) -> torch.nn.Module:
             memo[id(m)] = m
             return m
         memo[id(m)] = c
-        for k, v in list(c.__dict__.items()):  # ``self.forward = self.forward_fast`` and the like
-            if isinstance(v, types.MethodType) and v.__self__ is m:
+        for k, v in list(c.__dict__.items()):
+            if isinstance(v, types.MethodType) and v.__self__ is m:  # ``self.forward = self.forward_fast``
                 c.__dict__[k] = types.MethodType(v.__func__, c)
+            elif type(v) in (dict, list, set) and not k.startswith("_"):  # caches a forward may fill
+                c.__dict__[k] = copy.copy(v)
         c.__dict__["_parameters"] = dict(m._parameters)
         c.__dict__["_buffers"] = {k: (None if b is None else b.detach().clone()) for k, b in m._buffers.items()}
         c.__dict__["_modules"] = {k: (None if s is None else visit(s)) for k, s in m._modules.items()}
@@ -579,6 +581,24 @@ def make_inputs(model: torch.nn.Module, example_inputs: Any = None) -> tuple[Any
         "example_inputs must be a tensor, a tuple of tensors or a shape such as (1, 3, 224, 224); "
         f"got {type(example_inputs).__name__}"
     )
+
+
+def check_arity(model: torch.nn.Module, inputs: Sequence[Any]) -> None:
+    """``forward`` must take that many positional arguments (and need no more)."""
+    try:
+        params = list(inspect.signature(model.forward).parameters.values())
+    except (TypeError, ValueError):
+        return
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        return
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    required = [p for p in positional if p.default is p.empty]
+    if len(inputs) > len(positional):
+        raise AnalysisError(f"{type(model).__name__}.forward takes {len(positional)} input(s) "
+                            f"({', '.join(p.name for p in positional)}); example_inputs gives {len(inputs)}")
+    if len(inputs) < len(required):
+        raise AnalysisError(f"{type(model).__name__}.forward needs {len(required)} input(s) "
+                            f"({', '.join(p.name for p in required)}); example_inputs gives {len(inputs)}")
 
 
 def input_spec(inputs: Sequence[Any]) -> list:

@@ -9,7 +9,8 @@ import dataclasses
 from typing import ClassVar
 
 from ..finetune import FinetuneConfig
-from ..search.config import FXPRUNE_DEFAULT, SearchConfig, option
+from ..options import FXPRUNE_DEFAULT, option
+from ..search.config import SearchConfig
 
 _REWARDS = {"accuracy": (0.0, 0.0), "flops": (0.25, 0.0), "params": (0.0, 0.25)}
 

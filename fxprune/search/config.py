@@ -18,20 +18,10 @@ import typing
 from typing import Any
 
 from ..errors import OptionError
+from ..options import FXPRUNE_DEFAULT, option
 
-FXPRUNE_DEFAULT = "fxprune default"
 PRECISIONS = ("fp32", "bf16")
 EVAL_MODES = ("auto", "masked", "compact")
-
-
-def option(default: Any = dataclasses.MISSING, source: str = "", *, choices: tuple | None = None,
-           low: float | None = None, high: float | None = None, low_open: bool = False, high_open: bool = False,
-           factory: Any = None) -> Any:
-    """A dataclass field with its provenance and its allowed values."""
-    meta = {"source": source, "choices": choices, "range": (low, high, low_open, high_open)}
-    if factory is not None:
-        return dataclasses.field(default_factory=factory, metadata=meta)
-    return dataclasses.field(default=default, metadata=meta)
 
 
 @dataclasses.dataclass
@@ -145,11 +135,11 @@ def config_from_dict(cls: type, data: Any, *, prefix: str = "") -> Any:
 
 def described(cfg: Any, prefix: str = "", parent_source: str = "") -> dict[str, dict[str, Any]]:
     """Every option (nested ones dotted) with its value and source, for logs and reports; a nested
-    option without a source of its own has its group's."""
+    option has its group's source (where the group's defaults come from)."""
     out: dict[str, dict[str, Any]] = {}
     for f in dataclasses.fields(cfg):
         value = getattr(cfg, f.name)
-        source = f.metadata.get("source", "") or parent_source
+        source = parent_source or f.metadata.get("source", "")
         if dataclasses.is_dataclass(value):
             out.update(described(value, f"{prefix}{f.name}.", source))
         else:

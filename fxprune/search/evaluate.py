@@ -110,6 +110,11 @@ class Evaluator:
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         data_batches = batches(data, n_samples)
         xs = torch.cat([x for x, _ in data_batches])
+        want = graph.input_shapes[0] if graph.input_shapes and isinstance(graph.input_shapes[0], list) else None
+        if want is not None and list(xs.shape[1:]) != list(want[1:]):
+            raise OptionError(f"the reward data has samples of shape {tuple(xs.shape[1:])}, but the model was analysed "
+                              f"with inputs of shape {tuple(want[1:])} (example_inputs): pass example_inputs of the "
+                              "data's shape")
         has_labels = all(y is not None for _, y in data_batches)
         if metric == "accuracy" and not has_labels:
             raise OptionError("metric='accuracy' needs labelled data: (inputs, targets) batches")

@@ -38,9 +38,10 @@ def test_the_set_is_large_and_varied():
 @pytest.mark.parametrize("name", MODELS)
 def test_timm_prunes_to_half_the_flops(name):
     model, x = build(name)
-    snap = snapshot(model)
     with torch.no_grad():
         y = model(x)
+    snap = snapshot(model)
+    fxprune.analyze(model, x)  # an analysis first must not change what the next one sees
     r = fxprune.prune(model, 0.5, example_inputs=x, progress=False)
     assert_untouched(model, snap)
     assert r.report.flops_ratio <= 0.5 + 1e-9
