@@ -25,6 +25,7 @@ from ..errors import OptionError
 from ..finetune import FinetuneConfig
 from ..search import Evaluator, SearchRun, Trainer
 from ..search.config import SearchConfig, config_from_dict, to_dict
+from ..search.evaluate import require_whole_graph
 from ..search.splits import as_splits
 from .base import PolicyResult, make_context
 
@@ -71,6 +72,7 @@ def parse_config(pol: Any, policy_config: Any) -> SearchConfig:
 def run_search(pol: Any, graph, budget, opts: SearchOptions, *, importance: str, seed: int, round_to: Any,
                max_prune_ratio: float) -> tuple[PolicyResult, SearchRun, Evaluator]:
     cfg = parse_config(pol, opts.policy_config)
+    require_whole_graph(graph)
     splits = as_splits(opts.data, opts.n_reward, seed, n_calib=cfg.bn_recalib * cfg.bn_batch, calib_batch=cfg.bn_batch)
     ev = Evaluator(graph, splits.reward, n_samples=opts.n_reward, batch_size=cfg.batch_size, device=opts.device,
                    budget=budget, precision=cfg.precision, mode=cfg.eval_mode, bn_recalib=cfg.bn_recalib,

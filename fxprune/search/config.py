@@ -133,17 +133,23 @@ def config_from_dict(cls: type, data: Any, *, prefix: str = "") -> Any:
         raise OptionError(f"{name}: {exc}") from exc
 
 
-def described(cfg: Any, prefix: str = "", parent_source: str = "") -> dict[str, dict[str, Any]]:
-    """Every option (nested ones dotted) with its value and source, for logs and reports; a nested
-    option has its group's source (where the group's defaults come from)."""
+def described(cfg: Any, prefix: str = "", parent_source: str = "", defaults: Any = None) -> dict[str, dict[str, Any]]:
+    """Every option (nested ones dotted) with its value and source, for logs and reports: "user"
+    where the value differs from the default, else the default's provenance (a nested option has
+    its group's source, where the group's defaults come from)."""
+    if defaults is None:
+        try:
+            defaults = type(cfg)()
+        except TypeError:  # a config with required fields: no default to compare with
+            defaults = cfg
     out: dict[str, dict[str, Any]] = {}
     for f in dataclasses.fields(cfg):
-        value = getattr(cfg, f.name)
+        value, default = getattr(cfg, f.name), getattr(defaults, f.name)
         source = parent_source or f.metadata.get("source", "")
         if dataclasses.is_dataclass(value):
-            out.update(described(value, f"{prefix}{f.name}.", source))
+            out.update(described(value, f"{prefix}{f.name}.", source, default))
         else:
-            out[prefix + f.name] = {"value": value, "source": source}
+            out[prefix + f.name] = {"value": value, "source": source if value == default else "user"}
     return out
 
 

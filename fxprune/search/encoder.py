@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import random
 
 import torch
 from torch import nn
@@ -61,10 +60,12 @@ def encode(graph, keep_vec=None, *, seed: int = 0, encoder: GraphEncoder | None 
         return enc(feats)
 
 
-def pretrain_gae(encoder: GraphEncoder, feats: GraphFeatures, *, epochs: int = 100, lr: float = 0.005,
-                 seed: int = 0) -> list[float]:
+def pretrain_gae(encoder: GraphEncoder, feats: GraphFeatures | list[GraphFeatures], *, epochs: int = 100,
+                 lr: float = 0.005, seed: int = 0) -> list[float]:
     """Graph-autoencoder pretraining (torch_geometric ``GAE``: inner-product decoder, reconstruction
-    loss with negative sampling) of ``encoder`` in place; returns the loss per epoch."""
+    loss with negative sampling) of ``encoder`` in place; returns the loss per epoch. ``feats``: one
+    graph, or several (the same network under different plans), taken in turn, one step each."""
+    graphs = feats if isinstance(feats, list) else [feats]
     from torch_geometric.nn import GAE
 
     class _Wrap(nn.Module):
@@ -77,22 +78,32 @@ def pretrain_gae(encoder: GraphEncoder, feats: GraphFeatures, *, epochs: int = 1
             # inner products that large saturate the decoder's sigmoid
             return self.enc.nodes(x, edge_index, edge_attr) / self.enc.hidden ** 0.25
 
+    init = {k: v.clone() for k, v in encoder.state_dict().items()}
     model = GAE(_Wrap(encoder))
+    encoder.load_state_dict(init)  # GAE() re-initialises its encoder from the global RNG: keep the seeded weights
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     losses = []
-    py_state = random.getstate()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        random.seed(seed)
-        model.train()
-        for _ in range(epochs):
-            opt.zero_grad()
-            z = model.encode(feats.x, feats.edge_index, feats.edge_attr)
-            loss = model.recon_loss(z, feats.edge_index)
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-    random.setstate(py_state)
+    gen = torch.Generator().manual_seed(seed)
+    model.train()
+    for e in range(epochs):
+        f = graphs[e % len(graphs)]
+        opt.zero_grad()
+        z = model.encode(f.x, f.edge_index, f.edge_attr)
+        loss = model.recon_loss(z, f.edge_index, negative_edges(f.edge_index, z.shape[0], gen))
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
     model.eval()
-    log.info("GAE pretraining: loss %.4f -> %.4f over %d epochs", losses[0], losses[-1], epochs)
+    if losses:
+        log.info("GAE pretraining: loss %.4f -> %.4f over %d epochs", losses[0], losses[-1], epochs)
     return losses
+
+
+def negative_edges(edge_index: torch.Tensor, n_nodes: int, gen: torch.Generator) -> torch.Tensor:
+    """As many node pairs as there are edges, drawn from ``gen`` (reproducible, unlike the
+    library's sampler, which draws from Python's global ``random``), without self-loops and
+    existing edges (pairs that hit one are dropped)."""
+    pairs = torch.randint(0, n_nodes, (2, edge_index.shape[1]), generator=gen)
+    code = edge_index[0] * n_nodes + edge_index[1]
+    hit = torch.isin(pairs[0] * n_nodes + pairs[1], code) | (pairs[0] == pairs[1])
+    return pairs[:, ~hit]

@@ -76,6 +76,13 @@ def _positive(name: str, val: Any, allow_none: bool = True) -> None:
         raise OptionError(f"{name}={val!r} must be a positive integer{' or None' if allow_none else ''}")
 
 
+def require_whole_graph(graph) -> None:
+    """Plan evaluation runs the model as one graph: refuse one pruned inside traceable regions."""
+    if graph.regions:
+        raise FxpruneError(f"{graph.model_name}.forward is not traceable ({graph.untraced}); plan evaluation "
+                           "needs the whole model as one graph, so only the baselines (global, uniform) can prune it")
+
+
 class Evaluator:
     """``evaluate(plan) -> Metrics`` on ``data`` (at most ``n_samples`` samples, kept in memory).
 
@@ -98,9 +105,7 @@ class Evaluator:
             raise OptionError(f"unknown evaluation mode {mode!r}; choose one of {', '.join(EVAL_MODES)}")
         if not isinstance(graph, DepGraph):
             raise FxpruneError(f"Evaluator needs the DepGraph of fxprune.analyze(model), got {type(graph).__name__}")
-        if graph.regions:
-            raise FxpruneError(f"{graph.model_name}.forward is not traceable ({graph.untraced}); plan evaluation "
-                               "needs the whole model as one graph, so only the baselines (global, uniform) can prune it")
+        require_whole_graph(graph)
         _positive("n_samples", n_samples)
         _positive("batch_size", batch_size)
         if isinstance(bn_recalib, bool) or not isinstance(bn_recalib, int) or bn_recalib < 0:

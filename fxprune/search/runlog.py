@@ -45,6 +45,8 @@ class RowKind:
     FINAL = "final"  # a final decode scored at the end (ppo's greedy decode)
     COMMIT = "commit"  # a step's committed candidate (copied from its row; not an evaluation)
     EPOCH = "epoch"  # an epoch summary (sac; not an evaluation)
+    SCREENED = "screened"  # a sampled plan the cost model rejected before any evaluation (ppo)
+    UPDATE = "update"  # a policy update's summary (ppo: infeasible fraction, feasible accuracy, losses)
     EVALUATED = (BASELINE, CANDIDATE, LOOKAHEAD, AFTER_TRAINING, FINAL)
 
 

@@ -18,7 +18,8 @@ from tests.policies.tiny_task import EXAMPLE, splits, trained
 
 ROOT = Path(__file__).resolve().parents[2]
 # every registered search policy, with options that keep it to seconds on the tiny task
-FAST = {"mcq": {"samples": 4, "rounds": 1, "step_ratio": 0.15, "kd_max_steps": 2}}
+FAST = {"mcq": {"samples": 4, "rounds": 1, "step_ratio": 0.15, "kd_max_steps": 2},
+        "ppo": {"episodes": 24, "batch_episodes": 8, "gae_epochs": 4, "ppo_epochs": 2}}
 SEARCH = sorted({cls.name for cls in _POLICIES.values() if getattr(cls, "needs_data", False)})
 
 

@@ -6,6 +6,7 @@ import pytest
 
 import fxprune
 from fxprune.policies.mcq_config import MCQConfig
+from fxprune.policies.ppo_config import PPOConfig
 from fxprune.search.config import SearchConfig, config_from_dict, described
 from tests.policies.tiny_task import EXAMPLE, splits, trained
 
@@ -50,6 +51,16 @@ def test_every_search_option_states_its_source():
             assert f.metadata.get("source"), f"{cls.__name__}.{f.name} has no source"
     d = described(MCQConfig())
     assert d["bn_recalib"]["value"] == 8 and "fxprune default" in d["bn_recalib"]["source"]
+    for cls in (MCQConfig, PPOConfig):  # every default keeps its provenance, nested ones included
+        assert all(v["source"] != "user" for v in described(cls()).values()), cls
+
+
+def test_options_the_user_set_are_reported_as_theirs():
+    cfg = config_from_dict(MCQConfig, {"bn_recalib": 2, "post_training": {"epochs": 3}})
+    d = described(cfg)
+    assert d["bn_recalib"] == {"value": 2, "source": "user"}
+    assert d["post_training.epochs"] == {"value": 3, "source": "user"}
+    assert d["precision"]["source"] != "user" and d["post_training.lr"]["source"] != "user"
 
 
 def test_prune_rejects_bad_options_before_any_work(tmp_path, monkeypatch):

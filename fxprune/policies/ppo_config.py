@@ -1,0 +1,47 @@
+"""Options of the ``ppo`` policy (policies.md §3.4). Tags: ``[S]`` a secondary summary of the paper
+(arXiv 2509.10526; no code, no tables were available), ``[C]`` GNN-RL's public code, ``[U]`` unknown:
+an **fxprune default**."""
+from __future__ import annotations
+
+import dataclasses
+
+from ..options import FXPRUNE_DEFAULT, option
+from ..search.config import SearchConfig
+
+U = f"{FXPRUNE_DEFAULT} [U]"
+
+
+@dataclasses.dataclass
+class PPOConfig(SearchConfig):
+    """Hyper-parameters of ``ppo``; every field's ``source`` says where its default comes from."""
+
+    episodes: int = option(800, f"{FXPRUNE_DEFAULT}: 600-1,000 on CPU, 2,000 on GPU (policies.md §3.4) [U]", low=1)
+    batch_episodes: int = option(64, f"{U} (GNN-RL updates every 100 steps [C])", low=1)
+    ppo_epochs: int = option(4, f"{U} (GNN-RL: 10 [C])", low=1)
+    minibatch: int = option(16, U, low=1)
+    lr: float = option(3e-4, "GNN-RL's learning rate [C]", low=0.0, low_open=True)
+    clip: float = option(0.2, "GNN-RL's PPO clip [C]", low=0.0, high=1.0, low_open=True)
+    gamma: float = option(0.99, f"{U}; GNN-RL 0.99 [C] (irrelevant with one chunk)", low=0.0, high=1.0)
+    gae_lambda: float = option(0.95, f"{U} (irrelevant with one chunk)", low=0.0, high=1.0)
+    ent_coef: float = option(0.01, f"GNN-RL's entropy coefficient [C]; fxprune applies it to the mean "
+                             f"per-channel entropy [U]", low=0.0)
+    vf_coef: float = option(0.5, "GNN-RL's value coefficient [C]", low=0.0)
+    max_grad_norm: float = option(0.5, U, low=0.0, low_open=True)
+    chunks: int = option(1, "the paper studies n=1 against n>1 [S]; default 1 [U]", low=1)
+    reward: str = option("self_competition", "self-competition reward of the paper [S] (exact form [U]); "
+                         "'lagrangian' is the ablation it compares with [S]", choices=("self_competition", "lagrangian"))
+    baseline: str = option("ema", f"{U}: the reference accuracy is an EMA of the feasible accuracies; 'best' is "
+                           "harsher", choices=("ema", "best"))
+    mu: float = option(0.9, f"{U}: EMA decay of the references", low=0.0, high=1.0, high_open=True)
+    lagrange_lr: float = option(0.05, f"{U}: dual ascent step of the Lagrangian variant", low=0.0)
+    granularity: str = option("features", f"{U}: 'features' reads per-channel features next to the group "
+                              "embedding; 'channel' adds one graph node per channel", choices=("features", "channel"))
+    hidden: int = option(64, f"{U}: GAT width (3 GATv2 layers, 4 heads)", low=4)
+    gae_epochs: int = option(200, f"{U}: graph-autoencoder pretraining epochs (0 switches it off, the ablation); "
+                             "the pretraining itself is the paper's [S]", low=0)
+    gae_graphs: int = option(256, f"{U}: random-plan graphs of the target model for the pretraining", low=1)
+    gae_lr: float = option(1e-3, U, low=0.0, low_open=True)
+    activation_samples: int = option(256, f"{U}: training images for the mean-activation channel feature "
+                                     "(0: none)", low=0)
+    final_decode: bool = option(True, f"{U}: also score the greedy decode (logit > 0, repaired) and keep the "
+                                "better of it and the best sampled plan")

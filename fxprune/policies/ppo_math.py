@@ -1,0 +1,95 @@
+"""The math of ``ppo`` (policies.md §3.2), as small pure functions: Bernoulli log-probabilities
+and entropies, the clipped PPO objective, the self-competition reward of the constrained MDP and
+its Lagrangian alternative, and the environment's projection of a sampled mask onto a valid plan
+(the min-keep override and the channel multiples)."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def bernoulli_logprob(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``Σ_j log Bernoulli(m_j; σ(l_j))`` over the last dim."""
+    m = mask.to(logits.dtype)
+    return (m * F.logsigmoid(logits) + (1 - m) * F.logsigmoid(-logits)).sum(-1)
+
+
+def bernoulli_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Sum of the Bernoulli entropies over the last dim."""
+    p = torch.sigmoid(logits)
+    return -(p * F.logsigmoid(logits) + (1 - p) * F.logsigmoid(-logits)).sum(-1)
+
+
+def clipped_surrogate(logp_new: torch.Tensor, logp_old: torch.Tensor, adv: torch.Tensor, clip: float) -> torch.Tensor:
+    """PPO's policy loss ``-E[min(ρ A, clip(ρ, 1-ε, 1+ε) A)]`` with ``ρ = exp(logp_new - logp_old)``."""
+    ratio = torch.exp(logp_new - logp_old)
+    return -torch.min(ratio * adv, torch.clamp(ratio, 1 - clip, 1 + clip) * adv).mean()
+
+
+def normalise(adv: np.ndarray) -> np.ndarray:
+    """Per-batch advantage normalisation (mandatory with sign rewards)."""
+    return (adv - adv.mean()) / (adv.std() + 1e-8)
+
+
+@dataclasses.dataclass
+class Competition:
+    """The moving references of the self-competition reward."""
+
+    a_ref: float  # EMA (or best) of the feasible accuracies so far
+    c_ema: float = 1.0  # EMA of the infeasible costs so far
+
+
+def self_competition(c: float, b: float, acc: float | None, ref: Competition, mu: float,
+                     baseline: str = "ema") -> tuple[float, Competition]:
+    """The episode reward and the updated references.
+
+    Phase 1 (``c > b``, the constraint is not met): ``-1 + 0.5·sign(c_ema - c)``, in {-1.5, -1, -0.5}:
+    less negative when cheaper than usual. Phase 2 (feasible): ``1 + sign(acc - a_ref)``, in {0, 1, 2}.
+    Every feasible reward is >= every infeasible one, so the constraint dominates."""
+    if c > b:
+        r = -1.0 + 0.5 * float(np.sign(ref.c_ema - c))
+        return r, Competition(ref.a_ref, mu * ref.c_ema + (1 - mu) * c)
+    r = 1.0 + float(np.sign(acc - ref.a_ref))
+    a_ref = max(ref.a_ref, acc) if baseline == "best" else mu * ref.a_ref + (1 - mu) * acc
+    return r, Competition(a_ref, ref.c_ema)
+
+
+def lagrangian(c: float, b: float, acc: float | None, lam: float, lr: float) -> tuple[float, float]:
+    """``r = acc - λ·max(0, c - b)`` (an infeasible plan is not evaluated: its accuracy counts as 0)
+    and the dual ascent step ``λ ← max(0, λ + lr·(c - b))``."""
+    r = (acc or 0.0) - lam * max(0.0, c - b)
+    return r, max(0.0, lam + lr * (c - b))
+
+
+def executed_mask(sampled: np.ndarray, logits: np.ndarray, classes: list[np.ndarray], floor: np.ndarray,
+                  multiples: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """The plan the environment executes for a sampled keep mask over the classes of the
+    prunable groups: in every group at least ``floor`` channels (the highest-logit ones are
+    switched back on: the min-keep override) and a kept count on the group's channel multiple
+    (rounded to the nearest one, adding the highest-logit dropped or removing the lowest-logit
+    kept channels). The sampled mask itself is what the policy's log-probability is of."""
+    keep = sampled.astype(np.float64).copy()
+    for g, cls in enumerate(classes):
+        if not cls.size:
+            continue
+        on, off = cls[sampled[cls] > 0.5], cls[sampled[cls] <= 0.5]
+        k = on.size
+        target = max(k, int(floor[g]))
+        m = int(multiples[g])
+        if m > 1 and target < sizes[g]:
+            target = min(max(int(round(target / m)) * m, int(floor[g])), int(sizes[g]))
+        if target < k:  # keep the ``target`` highest-logit channels among those sampled on
+            keep[on[np.argsort(-logits[on], kind="stable")[target:]]] = 0.0
+        elif target > k:  # and switch on the highest-logit others
+            keep[off[np.argsort(-logits[off], kind="stable")[:target - k]]] = 1.0
+    return keep
+
+
+def jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    """|a ∩ b| / |a ∪ b| of two 0/1 vectors (1.0 when both are empty)."""
+    a, b = a > 0.5, b > 0.5
+    union = int((a | b).sum())
+    return 1.0 if union == 0 else int((a & b).sum()) / union
