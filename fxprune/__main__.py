@@ -19,6 +19,8 @@ EXAMPLES = """examples:
   fxprune prune resnet50 --budget latency=0.6      # 60% of the original ONNX Runtime latency
   fxprune prune resnet18 --budget params=0.4 --policy uniform --save r18.safetensors
   fxprune prune r18.safetensors --budget 0.8        # prune a saved fxprune model further
+  fxprune prune cifar_resnet56 --weights r56.th --policy ppo --data cifar10/ --normalize cifar10 \
+      --save r56-ppo.safetensors                    # learned search, scored on a reward split of train.npz
   fxprune analyze inception_v3 --input 1,3,299,299  # groups, sizes and why pinned
   fxprune export r18.safetensors r18.onnx           # export + ONNX Runtime parity check
   fxprune bench original.onnx pruned.onnx --threads 2 --runs 100
@@ -60,6 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--importance", default="l2", help="l2 (default), l1, bn, random")
     s.add_argument("--round-to", type=int, default=None, help="keep channel counts at multiples of N")
     s.add_argument("--input", default=None, help="example input shape, e.g. 1,3,224,224 (default per model)")
+    s.add_argument("--weights", default=None, help="load these weights into the model built by name (.safetensors, "
+                   "or a PyTorch state dict read with weights_only=True)")
     s.add_argument("--onnx", default=None, help="export the pruned model here (checked in ONNX Runtime)")
     s.add_argument("--report", default=None, help="write report.md, report.json and PNG plots into this folder")
     s.add_argument("--no-latency", action="store_true", help="with --report: skip the latency measurement")
@@ -103,8 +107,9 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _load_model(spec: str, shape):
-    """(model, example input shape, arch spec or None, saved result or None)."""
+def _load_model(spec: str, shape, weights: str | None = None):
+    """(model, example input shape, arch spec or None, saved result or None); ``weights``: a
+    weights file for a model built by name."""
     import fxprune
     from .zoo import build_model, default_input_shape, spec_of
 
@@ -114,6 +119,10 @@ def _load_model(spec: str, shape):
         saved_shape = tuple(res.plan.input_shapes[0]) if res.plan.input_shapes else None
         return res.model, shape or saved_shape, meta.get("arch"), res
     model = build_model(spec)
+    if weights:
+        from .models import load_weights
+
+        load_weights(model, weights)
     return model, shape or default_input_shape(spec), spec_of(spec), None
 
 
@@ -124,7 +133,7 @@ def _cmd_prune(args) -> int:
     from .budget import parse
 
     budget = parse(args.budget)
-    model, shape, arch, _ = _load_model(args.model, _shape(args.input))
+    model, shape, arch, _ = _load_model(args.model, _shape(args.input), args.weights)
     search = _search_args(args)
     for out in (args.onnx, args.save):  # every output must be writable before any work is done
         if out:

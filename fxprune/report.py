@@ -113,6 +113,10 @@ class Report:
 
             out["kept_channels"] = plot_kept_channels(self, folder / "kept_channels.png")
             out["flops_share"] = plot_flops_share(self, folder / "flops_share.png")
+            if self.jaccard():
+                from .report_plots import plot_jaccard
+
+                out["jaccard"] = plot_jaccard(self, folder / "jaccard.png")
             curve = Path(self.search["run_dir"]) / "reward_curve.png" if self.search else None
             if curve is not None and curve.exists():
                 out["reward_curve"] = folder / "reward_curve.png"
@@ -122,9 +126,17 @@ class Report:
             md += "\n## Plots\n\n![kept channels per layer](kept_channels.png)\n\n![FLOPs share per layer](flops_share.png)\n"
             if "reward_curve" in out:
                 md += "\n![search reward per evaluation](reward_curve.png)\n"
+            if "jaccard" in out:
+                md += "\n![learned mask vs L1 mask per group](jaccard.png)\n"
         out["markdown"].write_text(md)
         out["json"].write_text(self.to_json())
         return out
+
+    def jaccard(self) -> dict[int, float]:
+        """Per group, the overlap of a learned mask with the L1 mask of the same size (policies
+        that choose channels themselves, e.g. ``ppo``), else empty."""
+        jac = ((self.search or {}).get("info") or {}).get("jaccard") or {}
+        return {int(k): float(v) for k, v in jac.items()}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=1)
@@ -154,6 +166,11 @@ class Report:
                     f"log and checkpoints in `{self.search.get('run_dir')}`"
                     + (f"; repaired by {info['repaired']} channels to meet the budget" if info.get("repaired") else "")
                     + "."]
+            if info.get("updates") is not None:
+                out[-1] = out[-1].replace(f"{len(info.get('steps', []))} steps", f"{info.get('episodes')} episodes, "
+                                          f"{info['updates']} policy updates")
+                out += ["", f"The plan kept is the {info.get('chosen', '?')} (best sampled reward-split accuracy "
+                        f"{info.get('best_sampled_acc', float('nan')):.4f})."]
         if self.regions:
             out += ["", "## Traced parts", "", f"The model's forward is not traceable ({self.untraced}); FLOPs and "
                     "the budget count the parts that are, which were pruned inside: "
@@ -163,11 +180,17 @@ class Report:
                     + "; ".join(self.specialisations[:10]) + "."]
         out += ["", "## Pinned groups", ""]
         out += [f"- group {g.id} ({g.size} channels; {', '.join(g.modules[:3]) or '-'}): {g.reason}" for g in self.pinned]
-        out += ["" if self.pinned else "none", "", "## Groups", "", "| group | channels before | after | modules | pinned because |",
-               "|---:|---:|---:|---|---|"]
+        jac = self.jaccard()
+        out += ["" if self.pinned else "none", "", "## Groups", ""]
+        if jac:
+            out += ["Jaccard: overlap of the learned keep mask with the L1-norm mask of the same size (1: the "
+                    "policy kept exactly the largest-norm channels).", ""]
+        out += ["| group | channels before | after | modules | pinned because |" + (" Jaccard vs L1 |" if jac else ""),
+                "|---:|---:|---:|---|---|" + ("---:|" if jac else "")]
         for g in self.groups:
             mods = ", ".join(g.modules[:3]) + (f" (+{len(g.modules) - 3})" if len(g.modules) > 3 else "")
-            out.append(f"| {g.id} | {g.size} | {g.kept} | {mods} | {g.reason if g.pinned else ''} |")
+            out.append(f"| {g.id} | {g.size} | {g.kept} | {mods} | {g.reason if g.pinned else ''} |"
+                       + (f" {jac[g.id]:.2f} |" if g.id in jac else (" |" if jac else "")))
         out += ["", "## Layers", "", "| layer | kind | weight before | weight after | kept | MACs before | MACs after |",
                 "|---|---|---|---|---:|---:|---:|"]
         out += [f"| {r.name} | {r.kind} | {tuple(r.weight_before)} | {tuple(r.weight_after)} | {r.kept_ratio:.2f} | "

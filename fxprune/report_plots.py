@@ -53,3 +53,23 @@ def plot_flops_share(report, path: str | Path) -> Path:
     fig.tight_layout()
     fig.savefig(str(path))
     return Path(path)
+
+
+def plot_jaccard(report, path: str | Path) -> Path:
+    """Bars: per prunable group in model order, the overlap (Jaccard) of the learned keep mask with
+    the L1-norm mask of the same size; the line: the fraction of the group's channels kept."""
+    jac = report.jaccard()
+    by_id = {g.id: g for g in report.groups}
+    ids = [i for i in sorted(jac) if i in by_id]
+    x = np.arange(len(ids))
+    fig, ax = _figure(len(ids))
+    ax.bar(x, [jac[i] for i in ids], color="tab:purple", label="Jaccard vs L1 mask")
+    ax.plot(x, [by_id[i].kept / max(by_id[i].size, 1) for i in ids], "k.-", lw=0.8, label="kept fraction")
+    ax.set_ylim(0, 1.05)
+    ax.set_xlabel("prunable group (model order)")
+    ax.set_title(f"{report.model}: how far the learned masks depart from the L1 masks")
+    ax.legend(fontsize=8)
+    _ticks(ax, [f"g{i}" for i in ids])
+    fig.tight_layout()
+    fig.savefig(str(path))
+    return Path(path)

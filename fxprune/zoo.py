@@ -55,12 +55,20 @@ def torchvision_names() -> list[str]:
 
 
 def default_input_shape(name: str) -> tuple[int, int, int, int]:
-    """The documented default example input: 299 px for Inception-v3, 224 px otherwise."""
-    return (1, 3, 299, 299) if name.split(":")[-1].startswith("inception") else (1, 3, 224, 224)
+    """The documented default example input: 299 px for Inception-v3, 32 px for the CIFAR ResNets,
+    224 px otherwise."""
+    name = name.split(":")[-1]
+    if name in FXPRUNE_MODELS:
+        return (1, 3, 32, 32)
+    return (1, 3, 299, 299) if name.startswith("inception") else (1, 3, 224, 224)
+
+
+FXPRUNE_MODELS = {f"cifar_resnet{d}": d for d in (20, 32, 44, 56)}  # fxprune.models, CIFAR-10 (32x32 inputs)
 
 
 def build_model(spec: str) -> torch.nn.Module:
-    """``"resnet18"``, ``"torchvision:resnet18"`` or ``"timm:resnet50"`` -> a model in eval mode."""
+    """``"resnet18"``, ``"torchvision:resnet18"``, ``"timm:resnet50"`` or ``"cifar_resnet56"`` (fxprune's
+    CIFAR ResNets) -> a randomly initialised model in eval mode."""
     source, sep, name = spec.partition(":")
     if not sep:
         source, name = "", spec
@@ -68,6 +76,12 @@ def build_model(spec: str) -> torch.nn.Module:
         import torchvision
 
         return torchvision.models.get_model(name, weights=None).eval()
+    if source == "fxprune" or (source == "" and name in FXPRUNE_MODELS):
+        if name not in FXPRUNE_MODELS:
+            raise FxpruneError(f"unknown fxprune model '{name}'; choose one of {', '.join(FXPRUNE_MODELS)}")
+        from .models import cifar_resnet
+
+        return cifar_resnet(FXPRUNE_MODELS[name]).eval()
     if source in ("", "timm"):
         try:
             import timm
@@ -77,8 +91,8 @@ def build_model(spec: str) -> torch.nn.Module:
             return timm.create_model(name, pretrained=False).eval()
         if source == "timm":
             raise FxpruneError(f"unknown timm model '{name}'" if timm else "timm is not installed")
-    if source not in ("", "torchvision", "timm"):
-        raise FxpruneError(f"unknown model source '{source}' in '{spec}' (use torchvision: or timm:)")
+    if source not in ("", "torchvision", "timm", "fxprune"):
+        raise FxpruneError(f"unknown model source '{source}' in '{spec}' (use torchvision:, timm: or fxprune:)")
     raise FxpruneError(f"unknown model '{name}': not a torchvision model name (e.g. resnet18; see "
                        "torchvision.models.list_models())" + (" nor a timm one" if source == "" else ""))
 
@@ -87,4 +101,6 @@ def spec_of(name: str) -> str:
     """Canonical ``source:name`` for a bare name, as recorded in saved files."""
     if ":" in name:
         return name
+    if name in FXPRUNE_MODELS:
+        return f"fxprune:{name}"
     return f"torchvision:{name}" if name in torchvision_names() else f"timm:{name}"

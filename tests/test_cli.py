@@ -99,3 +99,57 @@ def test_console_entry_point_help():
     out = subprocess.run([sys.executable, "-m", "fxprune", "--help"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0
     assert "examples:" in out.stdout and "bench" in out.stdout
+
+
+def _npz_folder(folder, n=640, seed=0):
+    """A CIFAR-layout folder: train.npz with uint8 NxHxWxC images whose label is a bright quadrant."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 4, n)
+    x = rng.integers(0, 120, (n, 32, 32, 3)).astype(np.uint8)
+    for c in range(4):
+        qy, qx = divmod(c, 2)
+        x[y == c, qy * 16:(qy + 1) * 16, qx * 16:(qx + 1) * 16, :] += 120
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savez(folder / "train.npz", x=x, y=y)
+    return folder
+
+
+def test_ppo_search_from_the_command_line(tmp_path, capsys):
+    import torch
+    from safetensors.torch import save_file
+
+    from fxprune.models import cifar_resnet
+
+    torch.manual_seed(0)
+    net = cifar_resnet(20)
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp_path / "r20.safetensors"))
+    data = _npz_folder(tmp_path / "data")
+    code = main(["prune", "cifar_resnet20", "--weights", str(tmp_path / "r20.safetensors"), "--policy", "ppo",
+                 "--data", str(data), "--normalize", "cifar10", "--n-reward", "128", "--run-dir", str(tmp_path / "run"),
+                 "--policy-config", '{"episodes": 8, "batch_episodes": 4, "gae_epochs": 2, "ppo_epochs": 1, '
+                 '"bn_recalib": 2, "bn_batch": 32, "activation_samples": 32}',
+                 "--report", str(tmp_path / "rep"), "--no-latency", "--save", str(tmp_path / "out.safetensors")])
+    assert code == 0, capsys.readouterr().err
+    rep = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert rep["policy"] == "ppo" and rep["flops_ratio"] <= 0.5 + 1e-9
+    assert rep["search"]["info"]["episodes"] == 8 and rep["search"]["info"]["jaccard"]
+    assert (tmp_path / "rep" / "jaccard.png").is_file() and (tmp_path / "run" / "reward_curve.png").is_file()
+    rows = [json.loads(line) for line in (tmp_path / "run" / "evals.jsonl").read_text().splitlines()]
+    assert sum(r["kind"] == "update" for r in rows) == 2
+    # the weights given were the ones pruned: the saved model reloads and its unpruned layers match
+    import fxprune
+
+    again = fxprune.load(tmp_path / "out.safetensors")
+    assert torch.equal(again.model.linear.bias, net.linear.bias)
+
+
+def test_weights_that_do_not_fit_are_named(tmp_path, capsys):
+    import torch
+    from safetensors.torch import save_file
+
+    save_file({"conv1.weight": torch.zeros(3, 3, 3, 3)}, str(tmp_path / "bad.safetensors"))
+    assert main(["prune", "cifar_resnet20", "--weights", str(tmp_path / "bad.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert "bad.safetensors" in err and "does not fit" in err

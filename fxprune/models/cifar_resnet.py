@@ -16,6 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import FxpruneError
+from .weights import load_weights, read_state_dict
 
 
 class _Block(nn.Module):
@@ -72,24 +73,13 @@ def cifar_resnet(depth: int = 56, num_classes: int = 10) -> CifarResNet:
 def load_cifar_resnet(path: str | Path, depth: int | None = None) -> CifarResNet:
     """Build the network and load a checkpoint (``{"state_dict": ...}`` or a bare state dict,
     ``module.`` prefixes stripped). ``depth`` defaults to the one the checkpoint implies."""
-    path = Path(path)
-    if not path.is_file():
-        raise FxpruneError(f"no checkpoint at '{path}'")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
-        raise FxpruneError(f"'{path}' is not a readable checkpoint: {exc}") from exc
-    state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
-    if not isinstance(state, dict):
-        raise FxpruneError(f"'{path}' holds no state dict")
-    state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
+    state = read_state_dict(path)
     if depth is None:
         convs = sum(1 for k in state if k.endswith("conv1.weight") and k.startswith("layer"))
         depth = 6 * (convs // 3) + 2
     model = CifarResNet(depth)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
-    if missing or unexpected:
-        raise FxpruneError(f"'{path}' does not fit a CIFAR ResNet-{depth}: missing {missing[:3]}, "
-                           f"unexpected {unexpected[:3]}")
+    try:
+        load_weights(model, path, state)
+    except FxpruneError as exc:
+        raise FxpruneError(f"{exc} (a CIFAR ResNet-{depth})") from None
     return model.eval()

@@ -28,7 +28,7 @@ from torch import nn
 from ..errors import FxpruneError
 from ..search.config import described
 from ..search.encoder import GraphEncoder, pretrain_gae
-from ..search.features import channel_features, graph_features
+from ..search.features import channel_features, graph_features, with_channel_nodes
 from ..search.heads import BernoulliHead, mlp
 from ..search.buffers import RolloutBuffer
 from ..search.runlog import RowKind
@@ -43,23 +43,28 @@ log = logging.getLogger(__name__)
 class Agent(nn.Module):
     """GAT encoder + Bernoulli keep head per channel + value head."""
 
-    def __init__(self, feat_dim: int, chan_dim: int, chunks: int, hidden: int, k0: float, seed: int):
+    def __init__(self, feat_dim: int, chan_dim: int, chunks: int, hidden: int, k0: float, seed: int,
+                 channel_nodes: bool = False):
         super().__init__()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.encoder = GraphEncoder(feat_dim, hidden=hidden, seed=seed)
-            self.actor = BernoulliHead(hidden + chan_dim + 2 * hidden + chunks, hidden, k0)
+            extra = hidden if channel_nodes else 0
+            self.actor = BernoulliHead(hidden + extra + chan_dim + 2 * hidden + chunks, hidden, k0)
             self.critic = mlp([2 * hidden + 1 + chunks, hidden, hidden, 1])
-        self.chunks = chunks
+        self.chunks, self.channel_nodes = chunks, channel_nodes
 
-    def forward(self, feats, chan: torch.Tensor, group_of: torch.Tensor, t: int, cost: float):
-        """Logits of the channels ``chan`` (rows: channel features; ``group_of``: their group ids)
-        decided at chunk ``t``, and the state value."""
+    def forward(self, feats, chan: torch.Tensor, group_of: torch.Tensor, t: int, cost: float,
+                nodes: torch.Tensor | None = None):
+        """Logits of the channels ``chan`` (rows: channel features; ``group_of``: their group ids;
+        ``nodes``: their graph nodes in the channel-granularity graph) decided at chunk ``t``, and
+        the state value."""
         enc = self.encoder(feats)
         onehot = torch.zeros(self.chunks)
         onehot[t] = 1.0
         n = chan.shape[0]
-        inp = torch.cat([enc.group[group_of], chan, enc.graph.expand(n, -1), onehot.expand(n, -1)], 1)
+        own = [enc.node[nodes]] if self.channel_nodes else []
+        inp = torch.cat([enc.group[group_of], *own, chan, enc.graph.expand(n, -1), onehot.expand(n, -1)], 1)
         value = self.critic(torch.cat([enc.graph, torch.tensor([float(cost)], dtype=torch.float32), onehot]))
         return self.actor(inp), value.squeeze(-1)
 
@@ -137,7 +142,9 @@ class _Search:
         self.chan = torch.from_numpy(chan).float()
         self.group_of = torch.from_numpy(g.group_of_class).long()
         k0, self.uniform = self.uniform_keep()
-        self.agent = Agent(self.static.x.shape[1], self.chan.shape[1], cfg.chunks, cfg.hidden, k0, ctx.seed)
+        self.chan_nodes = cfg.granularity == "channel"
+        feat_dim = self.graph_of(self.static).x.shape[1]
+        self.agent = Agent(feat_dim, self.chan.shape[1], cfg.chunks, cfg.hidden, k0, ctx.seed, self.chan_nodes)
         self.opt = torch.optim.Adam(self.agent.parameters(), lr=cfg.lr, eps=1e-5)
 
     def pretrain(self) -> list[float]:
@@ -151,14 +158,22 @@ class _Search:
             ratios = self.rng.uniform(0.1, 1.0, len(self.ctx.sizes))
             keep = (self.rng.random(n) < ratios[self.ctx.graph.group_of_class]).astype(np.float64)
             keep[~self.ctx.prunable[self.ctx.graph.group_of_class]] = 1.0
-            graphs.append(self.static.with_plan(keep, self.ev.model))
+            graphs.append(self.graph_of(self.static.with_plan(keep, self.ev.model)))
         return pretrain_gae(self.agent.encoder, graphs, epochs=cfg.gae_epochs, lr=cfg.gae_lr, seed=self.ctx.seed)
+
+    def graph_of(self, feats):
+        """The encoder's input: the group graph, or (granularity "channel") with channel nodes."""
+        if self.cfg.granularity != "channel":
+            return feats
+        out, self.nodes = with_channel_nodes(feats, self.chan, self.ctx.graph.group_of_class)
+        return out
 
     # ---- episodes -----------------------------------------------------------------------------------
     def policy(self, keep: np.ndarray, t: int):
         cls = self.chunk_classes[t]
-        feats = self.static.with_plan(keep, self.ev.model) if t else self.static
-        return self.agent(feats, self.chan[cls], self.group_of[cls], t, self.cost_ratio(keep))
+        feats = self.graph_of(self.static.with_plan(keep, self.ev.model) if t else self.static)
+        nodes = self.nodes[cls] if self.chan_nodes else None
+        return self.agent(feats, self.chan[cls], self.group_of[cls], t, self.cost_ratio(keep), nodes)
 
     @torch.no_grad()
     def sample_batch(self, n: int) -> tuple[list[np.ndarray], list[np.ndarray], RolloutBuffer]:

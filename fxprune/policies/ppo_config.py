@@ -35,7 +35,8 @@ class PPOConfig(SearchConfig):
     mu: float = option(0.9, f"{U}: EMA decay of the references", low=0.0, high=1.0, high_open=True)
     lagrange_lr: float = option(0.05, f"{U}: dual ascent step of the Lagrangian variant", low=0.0)
     granularity: str = option("features", f"{U}: 'features' reads per-channel features next to the group "
-                              "embedding; 'channel' adds one graph node per channel", choices=("features", "channel"))
+                              "embedding; 'channel' adds one graph node per channel (policies.md §3.5: for small "
+                              "models) and the actor reads its embedding too", choices=("features", "channel"))
     hidden: int = option(64, f"{U}: GAT width (3 GATv2 layers, 4 heads)", low=4)
     gae_epochs: int = option(200, f"{U}: graph-autoencoder pretraining epochs (0 switches it off, the ablation); "
                              "the pretraining itself is the paper's [S]", low=0)

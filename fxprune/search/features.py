@@ -358,3 +358,23 @@ def _activations(graph, model: nn.Module, data: Any, n_samples: int) -> np.ndarr
     gmax = np.zeros(len(graph.groups))
     np.maximum.at(gmax, graph.group_of_class, act)
     return act / np.maximum(gmax[graph.group_of_class], 1e-30)
+
+
+def with_channel_nodes(feats: GraphFeatures, chan: np.ndarray | torch.Tensor,
+                       group_of_class: np.ndarray) -> tuple[GraphFeatures, torch.Tensor]:
+    """The channel-granularity graph (policies.md §3.5's option): one extra node per channel
+    (class), joined both ways to its group's node with the group-membership edge type. Node
+    features: the graph's columns (zeros for channel nodes) followed by the channel features
+    (zeros for the other nodes). Returns the graph and the node index of every channel."""
+    chan = torch.as_tensor(chan, dtype=torch.float32)
+    n, c = feats.num_nodes, chan.shape[0]
+    x = torch.zeros(n + c, feats.x.shape[1] + chan.shape[1])
+    x[:n, :feats.x.shape[1]] = feats.x
+    x[n:, feats.x.shape[1]:] = chan
+    nodes = torch.arange(n, n + c)
+    groups = feats.group_nodes[torch.as_tensor(group_of_class, dtype=torch.int64)]
+    edge_index = torch.cat([feats.edge_index, torch.stack([groups, nodes]), torch.stack([nodes, groups])], 1)
+    member = torch.nn.functional.one_hot(torch.full((2 * c,), 2, dtype=torch.int64), 3).float()
+    edge_attr = torch.cat([feats.edge_attr, member])
+    out = GraphFeatures(x, edge_index, edge_attr, feats.group_nodes, feats.op_names, feats.feature_names, feats.static)
+    return out, nodes

@@ -102,3 +102,21 @@ def test_negative_edges_avoid_real_edges_and_self_loops():
     real = set(map(tuple, f.edge_index.t().tolist()))
     assert neg.shape[1] > 0.5 * f.edge_index.shape[1]
     assert not (set(map(tuple, neg.t().tolist())) & real) and bool((neg[0] != neg[1]).all())
+
+
+def test_channel_granularity_graph_adds_one_node_per_channel():
+    from fxprune.search.features import channel_features, with_channel_nodes
+
+    g = graph_of("cifar_resnet20")
+    f = graph_features(g)
+    chan = channel_features(g)
+    h, nodes = with_channel_nodes(f, chan, g.group_of_class)
+    assert h.num_nodes == f.num_nodes + g.n_classes and nodes.tolist() == list(range(f.num_nodes, h.num_nodes))
+    assert h.edge_index.shape[1] == f.edge_index.shape[1] + 2 * g.n_classes
+    # each channel node is joined to exactly its own group's node, both ways
+    new = h.edge_index[:, f.edge_index.shape[1]:]
+    j = 5
+    assert set(new[1][new[0] == nodes[j]].tolist()) == {int(f.group_nodes[g.group_of_class[j]])}
+    assert torch.equal(h.x[nodes[j], f.x.shape[1]:], torch.as_tensor(chan[j], dtype=torch.float32))
+    enc = GraphEncoder(h.x.shape[1], seed=0)
+    assert enc(h).node.shape == (h.num_nodes, 64)

@@ -1,0 +1,126 @@
+"""``ppo`` on the tiny task: the environment's invariants on every sampled plan, the reward's
+ordering, the logged update batches, the report's Jaccard and plots, the options the issue names
+(no GAE pretraining, the Lagrangian reward, chunks), and the policy learning to meet the budget."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import fxprune
+from fxprune.policies import ppo as ppo_mod
+from tests.policies.tiny_task import EXAMPLE, splits, trained
+
+CFG = {"episodes": 32, "batch_episodes": 8, "gae_epochs": 4, "ppo_epochs": 2}
+
+
+def prune(tmp_path, budget=0.5, **cfg):
+    return fxprune.prune(trained(), budget, policy="ppo", data=splits(), example_inputs=EXAMPLE, progress=False,
+                         run_dir=tmp_path, policy_config={**CFG, **cfg})
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory):
+    """One run, with every executed plan recorded."""
+    plans, real = [], ppo_mod._Search.execute
+
+    def execute(self, keep, logits):
+        out = real(self, keep, logits)
+        plans.append((out, self))
+        return out
+
+    ppo_mod._Search.execute = execute
+    try:
+        r = prune(tmp_path_factory.mktemp("ppo"))
+    finally:
+        ppo_mod._Search.execute = real
+    return r, plans
+
+
+def test_every_executed_plan_keeps_each_groups_floor_and_multiple(recorded):
+    _, plans = recorded
+    assert len(plans) >= CFG["episodes"]
+    for keep, s in plans:
+        for g, cls in zip(s.gids, s.classes):
+            k = int(keep[cls].sum())
+            assert k >= max(1, s.alloc.floor[g]), f"group {g} kept {k} < floor {s.alloc.floor[g]}"
+            m = int(s.ctx.multiples[g])
+            assert k == s.ctx.sizes[g] or k % m == 0 or k == s.alloc.floor[g]
+
+
+def test_feasible_rewards_beat_infeasible_ones_and_only_feasible_plans_are_evaluated(recorded):
+    r, _ = recorded
+    rows = r.search["history"]
+    sampled = [x for x in rows if x["kind"] in ("candidate", "screened")]
+    feas = [x["reward"] for x in sampled if x["feasible"]]
+    infeas = [x["reward"] for x in sampled if not x["feasible"]]
+    assert feas and infeas, "the tiny run should sample both (the keep bias starts at the uniform ratio)"
+    assert min(feas) >= max(infeas)
+    assert all(x["feasible"] and x["cost_ratio"] <= 0.5 + 1e-9 for x in rows if x["kind"] == "candidate")
+    assert all("acc" not in x for x in rows if x["kind"] == "screened")
+    assert r.search["evaluations"] == sum(1 for x in rows if x["kind"] in ("baseline", "candidate", "final"))
+
+
+def test_update_rows_summarise_each_batch(recorded):
+    r, _ = recorded
+    rows = r.search["history"]
+    ups = [x for x in rows if x["kind"] == "update"]
+    assert len(ups) == CFG["episodes"] // CFG["batch_episodes"] == r.search["info"]["updates"]
+    for u in ups:
+        batch = [x for x in rows if x["kind"] in ("candidate", "screened") and x["batch"] == u["update"]]
+        assert len(batch) == CFG["batch_episodes"]
+        assert u["infeasible_fraction"] == pytest.approx(np.mean([not x["feasible"] for x in batch]))
+        accs = [x["acc"] for x in batch if "acc" in x]
+        assert u["feasible_acc"] == (pytest.approx(np.mean(accs)) if accs else None)
+        assert np.isfinite(u["policy_loss"]) and u["entropy"] > 0
+
+
+def test_the_chosen_plan_is_the_best_scored_one(recorded):
+    r, _ = recorded
+    info, rows = r.search["info"], r.search["history"]
+    best = max(x["acc"] for x in rows if x["kind"] in ("candidate", "baseline") and x.get("feasible"))
+    assert info["best_sampled_acc"] == pytest.approx(best)
+    greedy = [x for x in rows if x["kind"] == "final"]
+    if info["chosen"] == "greedy decode":
+        assert greedy and greedy[0]["acc"] > best
+    else:
+        assert info["chosen"] == "best sampled plan" and (not greedy or greedy[0]["acc"] <= best
+                                                          or not greedy[0]["feasible"])
+    assert r.report.flops_ratio <= 0.5 + 1e-9
+
+
+def test_report_shows_jaccard_per_group_and_the_plots(recorded, tmp_path):
+    r, _ = recorded
+    jac = r.report.jaccard()
+    prunable = [g.id for g in r.report.groups if not g.pinned]
+    assert set(jac) == set(prunable) and all(0.0 <= v <= 1.0 for v in jac.values())
+    out = r.report.save(tmp_path / "rep")
+    assert out["jaccard"].stat().st_size > 1000 and out["reward_curve"].stat().st_size > 1000
+    md = out["markdown"].read_text()
+    assert "Jaccard vs L1" in md and "policy updates" in md
+    again = json.loads(out["json"].read_text())
+    assert {int(k) for k in again["search"]["info"]["jaccard"]} == set(prunable)
+
+
+@pytest.mark.parametrize("cfg", [{"gae_epochs": 0}, {"reward": "lagrangian"}, {"chunks": 2}, {"granularity": "channel"},
+                                 {"baseline": "best", "final_decode": False}])
+def test_options_run_and_meet_the_budget(cfg, tmp_path):
+    r = prune(tmp_path, **cfg)
+    assert r.report.flops_ratio <= 0.5 + 1e-9
+    assert r.search["info"]["config"][next(iter(cfg))]["source"] == "user"
+    if "gae_epochs" in cfg:
+        assert next(x for x in r.search["history"] if x["kind"] == "baseline")["gae_loss"] is None
+
+
+def test_too_many_chunks_is_a_clear_error(tmp_path):
+    with pytest.raises(fxprune.FxpruneError, match="chunks"):
+        prune(tmp_path, chunks=50)
+
+
+def test_the_policy_learns_to_meet_a_tight_budget(tmp_path):
+    """At 30% FLOPs most first samples break the budget; the constraint phase of the reward must
+    drive the infeasible fraction down."""
+    r = prune(tmp_path, budget=0.3, episodes=160, batch_episodes=16, ppo_epochs=4, gae_epochs=4)
+    ups = [x["infeasible_fraction"] for x in r.search["history"] if x["kind"] == "update"]
+    assert np.mean(ups[:2]) >= 0.4, ups
+    assert np.mean(ups[-3:]) <= 0.5 * np.mean(ups[:2]), ups
