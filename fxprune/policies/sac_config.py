@@ -1,0 +1,60 @@
+"""Options of the ``sac`` policy (RLAL, Ganjdanesh et al., CVPR 2024; policies.md §2.4). Tags:
+``[P]`` the paper, ``[U]`` not given there: an **fxprune default**. The schedule is the paper's
+(App. B, 200 CIFAR-10 epochs: warm-up 10, buffer fill to 20, agent to 90, weights only to 200),
+scaled to ``epochs``."""
+from __future__ import annotations
+
+import dataclasses
+
+from ..finetune import FinetuneConfig
+from ..options import FXPRUNE_DEFAULT, option
+from ..search.config import SearchConfig
+
+U = f"{FXPRUNE_DEFAULT} [U]"
+
+
+def _train() -> FinetuneConfig:
+    # CIFAR-10 recipe of App. B: SGD, momentum 0.9, weight decay 1e-4, lr 0.1 [P]; the paper decays
+    # x0.1 at epochs 100 and 150, fxprune's trainer anneals by cosine (policies.md's CPU setting) [U]
+    return FinetuneConfig(epochs=1.0, lr=0.1, lr_min=0.0, momentum=0.9, weight_decay=1e-4, warmup_ratio=0.0,
+                          student_weight=1.0)
+
+
+@dataclasses.dataclass
+class SACConfig(SearchConfig):
+    """Hyper-parameters of ``sac``; every field's ``source`` says where its default comes from."""
+
+    epochs: int = option(30, "joint train-and-prune epochs; the paper trains 200 [P], 30 is an "
+                         f"{FXPRUNE_DEFAULT} for CPU [U]", low=1)
+    finetune_epochs: int = option(5, "epochs after surgery; the paper repeats the base schedule [P], 5 is an "
+                                  f"{FXPRUNE_DEFAULT} [U]", low=0)
+    warmup_frac: float = option(0.05, "App. B: epochs 1-10 of 200 train weights only [P]", low=0.0, high=1.0)
+    fill_frac: float = option(0.10, "App. B: the buffer fills until epoch 20 of 200 [P]", low=0.0, high=1.0)
+    agent_end_frac: float = option(0.45, "App. B: the agent acts until epoch 90 of 200 [P]", low=0.0, high=1.0)
+    episodes_per_epoch: int = option(10, "P = 10 [P §4]", low=1)
+    train: FinetuneConfig = option(source="App. B CIFAR-10 recipe (SGD 0.1, momentum 0.9, wd 1e-4) [P]; cosine "
+                                   f"annealing instead of steps is an {FXPRUNE_DEFAULT} [U]", factory=_train)
+    hidden: int = option(300, "actor, critics and decoder: 2 hidden layers of 300 [P §4]", low=4)
+    lr_actor: float = option(1e-4, "[P §4]", low=0.0, low_open=True)
+    lr_critic: float = option(1e-3, "[P §4]", low=0.0, low_open=True)
+    lr_env: float = option(1e-3, "decoder, GRU and epoch embeddings share one Adam [P §4]", low=0.0, low_open=True)
+    emb_dim: int = option(128, "epoch embedding and GRU input size [P §4]", low=1)
+    z_dim: int = option(128, f"GRU hidden size (= dim z): {U}", low=1)
+    alpha: float = option(0.1, "fixed entropy coefficient [P §4]", low=0.0)
+    beta_align: float = option(1e-4, "alignment weight [P §4]; policies.md: short CPU schedules may need 1e-3",
+                               low=0.0)
+    align_form: str = option("per_layer", "one L2 norm per layer as in the paper [P]; 'per_channel' is the group "
+                             f"lasso ({U})", choices=("per_layer", "per_channel"))
+    align_scope: str = option("all", f"{U}: producer filters, norm scale/shift and consumer input slices of the "
+                              "removed channels; 'producers': only the pruned layer's filters (the paper's W_l)",
+                              choices=("all", "producers"))
+    align_target: str = option("snapshot", f"{U}: re-run the best actor snapshot deterministically on the current "
+                               "weights; 'frozen_plan' reuses the best plan's channels", choices=("snapshot",
+                                                                                               "frozen_plan"))
+    scope: str = option("block_interior", "the paper's: block interiors only, residual streams whole [P]; 'all': "
+                        "every prunable group", choices=("block_interior", "all"))
+    gamma: float = option(0.99, U, low=0.0, high=1.0)
+    tau: float = option(0.005, f"Polyak rate: {U}", low=0.0, high=1.0, low_open=True)
+    batch: int = option(256, f"SAC batch: {U}", low=1)
+    updates_per_epoch: int = option(0, f"0: P x L, one per transition collected that epoch ({U})", low=0)
+    buffer_size: int = option(100_000, f"{U} (the paper: not given)", low=1)

@@ -1,0 +1,96 @@
+"""``sac`` on the tiny task: trains a randomly initialised network and prunes it in one call (a
+DataLoader as users pass it), every scored plan meets the budget by construction, the alignment
+loss shrinks the channels the best policy removes, the scopes, and the epoch log."""
+import numpy as np
+import pytest
+import torch
+
+import fxprune
+from fxprune.models import CifarResNet
+from fxprune.policies.sac import acted_groups
+from tests.policies.tiny_task import EXAMPLE, TinyCNN, make, splits
+
+CFG = {"epochs": 6, "finetune_epochs": 1, "episodes_per_epoch": 3, "hidden": 32, "emb_dim": 8, "z_dim": 8,
+       "batch": 32, "updates_per_epoch": 5, "train": {"lr": 0.05}}
+
+
+def accuracy(model, n=512):
+    x, y = make(n, 9)
+    with torch.no_grad():
+        return float((model(x).argmax(1) == y).float().mean())
+
+
+def scratch():
+    torch.manual_seed(3)
+    return TinyCNN().eval()
+
+
+@pytest.fixture(scope="module")
+def from_scratch(tmp_path_factory):
+    x, y = make(1024, 2)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=64, shuffle=False)
+    model = scratch()
+    r = fxprune.prune(model, 0.5, policy="sac", data=loader, example_inputs=EXAMPLE, progress=False, n_reward=256,
+                      run_dir=tmp_path_factory.mktemp("sac"), policy_config={**CFG, "scope": "all"})
+    return model, r
+
+
+def test_trains_and_prunes_a_random_network_in_one_call(from_scratch):
+    model, r = from_scratch
+    before = accuracy(model)
+    after = accuracy(r.model)
+    assert before < 0.3 and after > before + 0.25, (before, after)  # 8 classes: chance is 0.125
+    assert r.report.flops_ratio <= 0.5 + 1e-9
+    assert r.search["info"]["epochs"] == CFG["epochs"] and r.search["info"]["finetune_loss"] is not None
+
+
+def test_every_scored_plan_meets_the_budget_by_construction(from_scratch):
+    _, r = from_scratch
+    cand = [row for row in r.search["history"] if row["kind"] == "candidate"]
+    assert cand and all(row["feasible"] and row["flops_ratio"] <= 0.5 + 1e-9 for row in cand)
+    assert all(0.0 <= a <= 1.0 for row in cand for a in row["actions"])
+    assert r.search["info"]["repaired"] == 0
+
+
+def test_the_epoch_log_follows_the_schedule(from_scratch):
+    _, r = from_scratch
+    epochs = [row for row in r.search["history"] if row["kind"] == "epoch"]
+    sched = r.search["info"]["schedule"]
+    assert [row["epoch"] for row in epochs] == list(range(1, CFG["epochs"] + 1))
+    for row in epochs:
+        e = row["epoch"]
+        n = sum(1 for c in r.search["history"] if c["kind"] == "candidate" and c["epoch"] == e)
+        assert n == (CFG["episodes_per_epoch"] if sched["warm"] < e <= sched["agent_end"] else 0)
+        assert ("critic_loss" in row) == (sched["fill"] < e <= sched["agent_end"])
+    losses = [row["loss"] for row in epochs]
+    assert losses[-1] < losses[0]
+
+
+def test_alignment_shrinks_the_channels_the_best_policy_removes(tmp_path):
+    # the norms of the removed channels of the trained (not yet cut) weights, relative to the kept ones
+    ratios = {}
+    for beta in (0.0, 1.0):  # a strong pull: the tiny run has few steps
+        r = fxprune.prune(scratch(), 0.5, policy="sac", data=splits(1024), example_inputs=EXAMPLE, progress=False,
+                          run_dir=tmp_path / str(beta), policy_config={**CFG, "scope": "all", "beta_align": beta,
+                                                                       "finetune_epochs": 0, "epochs": 8,
+                                                                       "align_target": "frozen_plan"})
+        ratios[beta] = r.search["info"]["removed_norm_ratio"]
+    assert ratios[0.0] > 0.5 and ratios[1.0] < 0.1 * ratios[0.0], ratios
+
+
+def test_block_interior_scope_is_the_papers_on_resnet20():
+    g = fxprune.analyze(CifarResNet(20).eval(), (1, 3, 32, 32))
+    pr = np.zeros(len(g.groups), bool)
+    pr[[x.id for x in g.prunable_groups]] = True
+    interior = acted_groups(g, pr, "block_interior")
+    assert len(interior) == 9  # one per basic block: conv1's outputs and conv2's inputs
+    for gid in interior:
+        mods = g.groups[gid].modules()
+        assert any(m.endswith("conv1") for m in mods) and any(m.endswith("conv2") for m in mods)
+    assert len(acted_groups(g, pr, "all")) > 9
+
+
+def test_budgets_it_cannot_bound_are_refused(tmp_path):
+    with pytest.raises(fxprune.FxpruneError, match="sac.*channels budget"):
+        fxprune.prune(scratch(), fxprune.Budget(channels=0.5), policy="sac", data=splits(), example_inputs=EXAMPLE,
+                      progress=False, run_dir=tmp_path, policy_config=CFG)
