@@ -80,6 +80,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--n-reward", type=int, default=1000, help="search policies: reward samples (default 1000)")
     s.add_argument("--no-resume", action="store_true", help="search policies: start the run afresh")
     s.add_argument("--device", default=None, help="search policies: evaluation/training device, e.g. cuda")
+    s.add_argument("--backend", default=None, choices=["local", "processes", "ray"],
+                   help="search policies: where plan evaluations run (default local; ray: $RAY_ADDRESS or a local cluster)")
+    s.add_argument("--workers", type=int, default=None, help="search policies: worker processes / Ray actors")
 
     s = sub.add_parser("analyze", help="print the channel groups, their sizes and why any is pinned")
     s.add_argument("model", help=model_help)
@@ -200,7 +203,7 @@ def _search_args(args) -> dict:
             raise FxpruneError(f"--policy-config is not valid JSON: {exc}") from None
         if not isinstance(out["policy_config"], dict):
             raise FxpruneError("--policy-config must be a JSON object, e.g. '{\"rounds\": 2}'")
-    for name in ("run_dir", "max_evals", "device"):
+    for name in ("run_dir", "max_evals", "device", "backend", "workers"):
         if getattr(args, name) is not None:
             out[name] = getattr(args, name)
     if args.n_reward != 1000:

@@ -61,6 +61,17 @@ def _check_model(model: Any) -> None:
                                "the weights first (e.g. model.to_empty(device='cpu') and load_state_dict)")
 
 
+def _check_backend(backend: Any, workers: Any) -> None:
+    from .search.backends import BACKENDS
+
+    if backend not in BACKENDS:
+        raise OptionError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise OptionError(f"workers={workers!r} must be a positive integer")
+    if workers not in (None, 1) and backend == "local":
+        raise OptionError(f'workers={workers} needs backend="processes" or backend="ray"')
+
+
 def _check_options(importance: str, round_to: Any, n_reward: Any, max_prune_ratio: Any, seed: Any) -> None:
     if importance not in CRITERIA:
         raise OptionError(f"unknown importance {importance!r}; choose one of {CRITERIA}")
@@ -79,7 +90,7 @@ def prune(model: torch.nn.Module, budget: Any, *, example_inputs: Any = None, po
           data: Any = None, seed: int = 0, max_prune_ratio: float = 0.9, latency_fn: Any = None,
           latency_threads: int = 1, progress: bool = True, policy_config: dict | None = None,
           run_dir: str | Path | None = None, resume: bool = True, max_evals: int | None = None,
-          n_reward: int = 1000, device: Any = None) -> PruneResult:
+          n_reward: int = 1000, device: Any = None, backend: str = "local", workers: int | None = None) -> PruneResult:
     """Prune ``model`` to ``budget`` and return a new, smaller model with its plan and report.
 
     ``budget``: a float (fraction of FLOPs to keep) or a :class:`Budget`. ``policy``: a registered
@@ -100,11 +111,15 @@ def prune(model: torch.nn.Module, budget: Any, *, example_inputs: Any = None, po
     and wrong types are an :class:`OptionError` naming the key). The search logs one JSONL row per
     evaluation and checkpoints into ``run_dir`` (default: a folder under ``$FXPRUNE_CACHE`` keyed by
     the call, so the same call resumes; ``resume=False`` restarts). ``max_evals`` caps the
-    evaluations. The weights a search trains go into the pruned model.
+    evaluations. The weights a search trains go into the pruned model. ``backend``: where plan
+    evaluations run: ``"local"`` (this process), ``"processes"`` (``workers`` local processes) or
+    ``"ray"`` (``workers`` evaluator actors on a Ray cluster: the one at ``$RAY_ADDRESS``, or a local
+    one); the search returns the same plan on any of them (:mod:`fxprune.search.backends`).
     """
     _check_model(model)
     budget = Budget.coerce(budget)
     _check_options(importance, round_to, n_reward, max_prune_ratio, seed)
+    _check_backend(backend, workers)
     round_to = AUTO if round_to is None else round_to
     if budget.is_latency:
         return _prune_to_latency(model, budget, latency_fn, latency_threads, progress,
@@ -113,7 +128,7 @@ def prune(model: torch.nn.Module, budget: Any, *, example_inputs: Any = None, po
                                       max_prune_ratio=max_prune_ratio))
     pol = get_policy(policy)
     ignore_names = _ignore_names(model, ignore)
-    opts = SearchOptions(data, policy_config, run_dir, resume, max_evals, n_reward, device, progress)
+    opts = SearchOptions(data, policy_config, run_dir, resume, max_evals, n_reward, device, progress, backend, workers)
     if getattr(pol, "needs_data", False):
         parse_config(pol, policy_config)  # bad options fail before the model is analysed
     elif policy_config:

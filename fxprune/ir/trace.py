@@ -207,7 +207,7 @@ class _TraceView:
 
 
 class _Tracer(fx.Tracer):
-    def __init__(self, leaves: set[str], example_inputs: Sequence[Any] | None = None):
+    def __init__(self, leaves: set[str] = frozenset(), example_inputs: Sequence[Any] | None = None):
         super().__init__()
         self.leaves = leaves
         self.fail_path: str | None = None

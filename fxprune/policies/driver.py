@@ -25,6 +25,7 @@ from ..errors import OptionError
 from ..finetune import FinetuneConfig
 from ..search import Evaluator, SearchRun, Trainer
 from ..search.config import SearchConfig, config_from_dict, to_dict
+from ..search.backends import make_backend
 from ..search.evaluate import require_whole_graph
 from ..search.splits import as_splits
 from .base import PolicyResult, make_context
@@ -44,6 +45,8 @@ class SearchOptions:
     n_reward: int = 1000
     device: Any = None
     progress: bool = True
+    backend: str = "local"  # where plan evaluations run (fxprune.search.backends)
+    workers: int | None = None
 
 
 def cache_root() -> Path:
@@ -58,6 +61,16 @@ def _weights_checksum(model: torch.nn.Module) -> str:
                 t = t.detach().double()
                 h.update(f"{name}:{float(t.abs().sum()):.9g}:{float(t.flatten()[0]):.9g}".encode())
     return h.hexdigest()[:16]
+
+
+def _log_backend(run: SearchRun, backend: Any) -> None:
+    """One line per remote batch in ``workers.jsonl`` of the run folder (not in ``evals.jsonl``,
+    which is the same whichever backend ran the search): plans done per worker, retried."""
+    st = backend.stats
+    with open(run.folder / "workers.jsonl", "a") as f:
+        f.write(json.dumps({"backend": backend.name, "done": st.done, "retried": st.retried,
+                            "workers_replaced": st.restarts}) + "\n")
+    log.info("plan evaluation on %s: %s", backend.name, st.line())
 
 
 def parse_config(pol: Any, policy_config: Any) -> SearchConfig:
@@ -98,7 +111,15 @@ def run_search(pol: Any, graph, budget, opts: SearchOptions, *, importance: str,
     ctx = make_context(graph, budget, importance=importance, round_to=round_to, seed=seed,
                        max_prune_ratio=max_prune_ratio, data=splits, config=cfg, evaluator=ev, trainer=trainer,
                        run=run, max_evals=opts.max_evals, progress=opts.progress)
-    res = pol.run(ctx)
+    ev.backend = make_backend(opts.backend, opts.workers, device=opts.device)
+    if opts.backend != "local":
+        ev.on_batch = lambda b: _log_backend(run, b)
+    try:
+        res = pol.run(ctx)
+    finally:
+        ev.backend.close()
+    res.info["backend"] = {"name": opts.backend, "workers": ev.backend.workers,
+                           "retried": ev.backend.stats.retried, "workers_replaced": ev.backend.stats.restarts}
     state = res.model.state_dict() if res.model is not None else None
     res.info.setdefault("plans_per_second", ev.plans_per_second)
     res.info.setdefault("bn_recalib", cfg.bn_recalib)

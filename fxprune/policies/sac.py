@@ -158,6 +158,7 @@ class _Search:
             c[g] = 0
             self.f_group[i] = self.f0 - float(self.alloc.metric(self.alloc.keep_vector(c)))
         self.const = self.f0 - self.f_group.sum()  # what no acted group changes (stem, fc, shortcuts ...)
+        self.min_frac = np.array([self.alloc.floor[g] / sizes[g] for g in self.groups])
         rows = []
         for g in self.groups:
             mod = self._producer_module(g)
@@ -186,7 +187,8 @@ class _Search:
         g, size = self.groups[i], int(self.alloc.sizes[self.groups[i]])
         if self.cfg.scope == "block_interior":
             f_next = float(self.f_group[i + 1:].sum())
-            return closed_form_bounds(f_des - self.const, f_prev, float(self.f_group[i]), f_next)
+            f_next_min = float((self.f_group[i + 1:] * self.min_frac[i + 1:]).sum())  # later groups at their floors
+            return closed_form_bounds(f_des - self.const, f_prev, float(self.f_group[i]), f_next, f_next_min)
         later = self.groups[i + 1:]
         floor = int(self.alloc.floor[g])
 
@@ -230,7 +232,9 @@ class _Search:
             size, floor, m = int(self.alloc.sizes[g]), int(self.alloc.floor[g]), int(self.alloc.multiples[g])
             a_min, a_max = self.bounds(i, counts, f_prev, f_des)
             a = clip_action(a, a_min, a_max, 1.0 - floor / size)
-            keep = max(floor, size - int(np.floor(a * size + 1e-9)))
+            keep = size - int(np.floor(a * size + 1e-9))
+            keep = min(keep, int(np.floor((1.0 - max(a_min, 0.0)) * size + 1e-9)))  # rounding never breaks a_min
+            keep = max(floor, keep)
             if m > 1 and keep < size:
                 keep = max(floor, (keep // m) * m)  # down to the multiple: never over the budget
             counts[g] = keep
@@ -247,6 +251,13 @@ class _Search:
             keep[cls[np.argsort(-imp[cls], kind="stable")[:int(counts[g])]]] = 1.0
         return self.alloc.repair(keep, imp)[0]
 
+    def z_of(self, e: int) -> torch.Tensor:
+        """The environment code of epoch ``e`` (zeros in the ablation without it)."""
+        if not self.cfg.env_code:
+            return torch.zeros(self.cfg.z_dim)
+        with torch.no_grad():
+            return self.agent.env.codes(e)[e - 1]
+
     # ---- the agent's updates --------------------------------------------------------------------------
     def update(self, n: int, upto: int) -> dict[str, float]:
         cfg, ag = self.cfg, self.agent
@@ -255,14 +266,16 @@ class _Search:
             b = self.buffer.sample(cfg.batch, self.rng)
             s, a, r, s2, done = b["s"], b["a"], b["r"], b["s2"], b["done"]
             idx = b["epoch"] - 1
-            z_all = ag.env.codes(upto)
-            pred = ag.env.decoder(torch.cat([s, a, z_all[idx]], -1)).squeeze(-1)
-            mse = (pred - r).pow(2).mean()
-            self.opt_env.zero_grad()
-            mse.backward()
-            self.opt_env.step()
+            if cfg.env_code:
+                pred = ag.env.decoder(torch.cat([s, a, ag.env.codes(upto)[idx]], -1)).squeeze(-1)
+                mse = (pred - r).pow(2).mean()
+                self.opt_env.zero_grad()
+                mse.backward()
+                self.opt_env.step()
+            else:
+                mse = torch.zeros(())
             with torch.no_grad():
-                z = ag.env.codes(upto)[idx]
+                z = ag.env.codes(upto)[idx] if cfg.env_code else torch.zeros(len(idx), cfg.z_dim)
                 a2, logp2 = ag.act(s2, z, self.gen)
                 y = critic_target(r, done, ag.q1_t(s2, a2, z), ag.q2_t(s2, a2, z), logp2, cfg.gamma, cfg.alpha)
             closs = (ag.q1(s, a, z) - y).pow(2).mean() + (ag.q2(s, a, z) - y).pow(2).mean()
@@ -405,8 +418,7 @@ class _Search:
         bar = tqdm(total=cfg.epochs, initial=st.epoch, desc="sac", unit="epoch", disable=not self.ctx.progress)
         while st.epoch < cfg.epochs and not self.rl.exhausted:
             e = st.epoch + 1
-            with torch.no_grad():
-                z = self.agent.env.codes(e)[e - 1]
+            z = self.z_of(e)
             imp = self.ctx.importance_of(self.ev.model)
             summary: dict = {"epoch": e, "phase": "weights"}
             if sched.collects(e):
@@ -418,6 +430,9 @@ class _Search:
             target = self.target_keep(st, imp, z)
             summary.update(self.train_weights(e, target))
             summary.update(best_reward=st.best_r, aligned=target is not None)
+            if target is not None:  # the kept fraction per acted group of the plan the weights align to
+                alive = self.alloc.alive(target)
+                summary["kept"] = [round(float(alive[g] / self.alloc.sizes[g]), 4) for g in self.groups]
             st.epochs.append(summary)
             self.rl.log({"kind": RowKind.EPOCH, **summary})
             st.epoch = e
@@ -429,9 +444,7 @@ class _Search:
 
     def finish(self, st: SACState) -> PolicyResult:
         imp = self.ctx.importance_of(self.ev.model)
-        upto = max(st.epoch, 1)
-        with torch.no_grad():
-            z = self.agent.env.codes(upto)[upto - 1]
+        z = self.z_of(max(st.epoch, 1))
         keep = self.target_keep(st, imp, z)
         source = "best policy, re-run on the final weights" if keep is not None else ""
         if keep is None:  # no episode was scored: the deterministic actor

@@ -51,6 +51,8 @@ class SACConfig(SearchConfig):
     align_target: str = option("snapshot", f"{U}: re-run the best actor snapshot deterministically on the current "
                                "weights; 'frozen_plan' reuses the best plan's channels", choices=("snapshot",
                                                                                                "frozen_plan"))
+    env_code: bool = option(True, "z from the GRU over epoch embeddings [P]; False: z = 0 and no decoder, the "
+                            "ablation of Tab. 3 [P]")
     scope: str = option("block_interior", "the paper's: block interiors only, residual streams whole [P]; 'all': "
                         "every prunable group", choices=("block_interior", "all"))
     gamma: float = option(0.99, U, low=0.0, high=1.0)

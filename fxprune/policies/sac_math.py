@@ -11,13 +11,15 @@ from typing import Callable
 import torch
 
 
-def closed_form_bounds(f_des: float, f_prev: float, f_l: float, f_next: float) -> tuple[float, float]:
+def closed_form_bounds(f_des: float, f_prev: float, f_l: float, f_next: float,
+                       f_next_min: float = 0.0) -> tuple[float, float]:
     """Eq. 12-13 with ``B = f_des - f_prev`` (the budget left for this and later layers):
-    ``a_min = 1 - B / f_l`` (even removing every later layer, this one must lose at least that)
-    and ``a_max = 1 - (B - f_next) / f_l`` (with every later layer intact, losing more would
+    ``a_min = 1 - (B - f_next_min) / f_l`` (even with every later layer pruned as far as it may,
+    to ``f_next_min``; the paper's ``0``, every later layer removed, this one must lose at least
+    that) and ``a_max = 1 - (B - f_next) / f_l`` (with every later layer intact, losing more would
     undershoot the target). Exact when each layer's FLOPs are linear in its kept fraction."""
     b = f_des - f_prev
-    return 1.0 - b / f_l, 1.0 - (b - f_next) / f_l
+    return 1.0 - (b - f_next_min) / f_l, 1.0 - (b - f_next) / f_l
 
 
 def clip_action(a: float, a_min: float, a_max: float, a_cap: float) -> float:

@@ -30,7 +30,8 @@ class SearchConfig:
 
     batch_size: int = option(256, f"{FXPRUNE_DEFAULT}: evaluation batch size [U]", low=1)
     precision: str = option("fp32", f"{FXPRUNE_DEFAULT}: 'fp32'; 'bf16' runs plan evaluation under bfloat16 "
-                            "autocast (3.5x faster on this project's AVX-512 BF16 CPU, evaluate_throughput.md) [U]",
+                            "autocast (3.5x faster on a CPU with AVX-512 BF16, 7-10x slower on an AVX2-only one: "
+                            "evaluate_throughput.md) [U]",
                             choices=PRECISIONS)
     eval_mode: str = option("auto", f"{FXPRUNE_DEFAULT}: 'auto' scores the physically pruned network "
                             "('compact') unless the model's forward is not one graph; 'masked' zeroes channels "

@@ -17,8 +17,8 @@ re-estimated on ``N`` batches of a calibration slice of the TRAIN data (disjoint
 data) and restored afterwards (adaptive BN, :mod:`fxprune.search.bn`). Masked + recalibration
 equals compact + recalibration exactly, in fp32, up to float rounding.
 
-``precision="bf16"``: forwards run under ``torch.autocast`` in bfloat16 (3.5x faster on this
-project's AVX-512 BF16 CPU, ``benchmarks/results/evaluate_throughput.md``); scores then differ from
+``precision="bf16"``: forwards run under ``torch.autocast`` in bfloat16 (3.5x faster on a CPU
+with AVX-512 BF16, 7-10x slower on an AVX2-only one: ``benchmarks/results/evaluate_throughput.md``); scores then differ from
 fp32 by rounding noise, enough to reorder near-ties.
 
 Metrics: top-1 accuracy and cross-entropy when the data has labels; otherwise (or with
@@ -46,6 +46,7 @@ from ..errors import FxpruneError, OptionError
 from ..ir import DepGraph
 from ..ir.context import ZEROED_FOR_DEAD, tensor_at
 from ..plan import Plan
+from .backends import LocalBackend
 from .bn import kept_statistics, recalibrate
 from .config import EVAL_MODES, PRECISIONS
 
@@ -144,6 +145,8 @@ class Evaluator:
         if self.metric == "distill":
             self._teacher = [self._forward(self.model, x) for x in self._x]
         self.calls, self.total_seconds = 0, 0.0
+        self.backend: Any = None  # where evaluate_many runs (None: here)
+        self.on_batch: Any = None  # called with the backend after each remote batch (progress, logs)
 
     def _check_labels(self, ys: torch.Tensor) -> None:
         """Labels are class indices within the model's outputs (checked before any scoring)."""
@@ -299,8 +302,34 @@ class Evaluator:
     __call__ = evaluate
 
     def evaluate_many(self, plans: Sequence[Plan | dict | np.ndarray]) -> list[Metrics]:
-        """Metrics of every plan, in the order given (here: one after the other)."""
-        return [self.evaluate(p) for p in plans]
+        """Metrics of every plan, in the order given, on this evaluator's ``backend`` (default:
+        here, one after the other; ``fxprune.search.backends`` for worker processes and Ray)."""
+        vecs = [self.keep_vector(p) for p in plans]
+        if self.backend is None or isinstance(self.backend, LocalBackend):
+            return [self.evaluate(v) for v in vecs]
+        out = self.backend.run(self, vecs)
+        self.calls += len(out)
+        self.total_seconds += sum(m.seconds for m in out)
+        if self.on_batch is not None:
+            self.on_batch(self.backend)
+        return out
+
+    def for_workers(self) -> bytes:
+        """This evaluator, pickled for worker processes (without its backend and callbacks)."""
+        import pickle
+
+        self.restore()
+        backend, hook = self.backend, self.on_batch
+        self.backend = self.on_batch = None
+        try:
+            blob = pickle.dumps(self)
+            pickle.loads(blob)  # noqa: S301 - our own bytes; fail here, with a clear message, not in a worker
+        except Exception as exc:  # noqa: BLE001 - whatever stops the model from travelling
+            raise FxpruneError(f"cannot send {self.graph.model_name}'s evaluator to worker processes "
+                               f"({type(exc).__name__}: {exc}); use backend='local'") from exc
+        finally:
+            self.backend, self.on_batch = backend, hook
+        return blob
 
     @property
     def plans_per_second(self) -> float:

@@ -94,3 +94,45 @@ def test_budgets_it_cannot_bound_are_refused(tmp_path):
     with pytest.raises(fxprune.FxpruneError, match="sac.*channels budget"):
         fxprune.prune(scratch(), fxprune.Budget(channels=0.5), policy="sac", data=splits(), example_inputs=EXAMPLE,
                       progress=False, run_dir=tmp_path, policy_config=CFG)
+
+
+def test_reward_curve_shows_the_epochs(from_scratch):
+    import struct
+    from pathlib import Path
+
+    _, r = from_scratch
+    png = Path(r.search["run_dir"]) / "reward_curve.png"
+    w, h = struct.unpack(">II", png.read_bytes()[16:24])
+    assert h > 900  # the candidate panel plus the per-epoch reward/decoder and kept-fraction panels
+    epochs = [row for row in r.search["history"] if row["kind"] == "epoch" and row.get("kept")]
+    assert epochs and all(len(row["kept"]) == len(r.search["info"]["acted_groups"]) for row in epochs)
+
+
+def test_the_ablation_without_the_environment_code(tmp_path):
+    r = fxprune.prune(scratch(), 0.5, policy="sac", data=splits(), example_inputs=EXAMPLE, progress=False,
+                      run_dir=tmp_path, policy_config={**CFG, "scope": "all", "env_code": False})
+    rows = [row for row in r.search["history"] if row["kind"] == "epoch" and "decoder_mse" in row]
+    assert rows and all(row["decoder_mse"] == 0.0 for row in rows)
+    assert r.report.flops_ratio <= 0.5 + 1e-9
+
+
+@pytest.mark.parametrize("scope", ["block_interior", "all"])
+def test_rollouts_land_just_under_the_budget(scope):
+    """policies.md §4.3: after the clipped action of every step, a rollout's FLOPs lie in
+    [F_des (1 - tol), F_des], whatever the actor does (here: untrained, stochastic)."""
+    from fxprune.policies.base import make_context
+    from fxprune.policies.sac import _Search
+    from fxprune.policies.sac_config import SACConfig
+    from fxprune.search import DataSplits
+
+    g = fxprune.analyze(CifarResNet(20).eval(), (1, 3, 32, 32))
+    x, y = torch.randn(8, 3, 32, 32), torch.zeros(8, dtype=torch.long)
+    ctx = make_context(g, fxprune.Budget(flops=0.5), round_to=1, data=DataSplits(train=[(x, y)], reward=[(x, y)]),
+                       config=SACConfig(scope=scope, epochs=4))
+    s = _Search(ctx, ctx.config)
+    imp = ctx.importance
+    for _ in range(20):
+        _, counts = s.rollout(None, torch.randn(ctx.config.z_dim), deterministic=False)
+        ratio = ctx.alloc.ratio(counts)
+        assert 0.5 * (1 - 0.03) <= ratio <= 0.5 + 1e-9, ratio
+        assert ctx.alloc.keep_ratio(s.plan(counts, imp)) <= 0.5 + 1e-9
