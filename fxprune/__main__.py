@@ -117,6 +117,9 @@ def _load_model(spec: str, shape, weights: str | None = None):
     from .zoo import build_model, default_input_shape, spec_of
 
     if spec.endswith(".safetensors") or Path(spec).is_file():
+        if weights:
+            raise FxpruneError(f"--weights is for a model built by name; '{spec}' is a saved fxprune model with "
+                               "its own weights")
         meta = fxprune.api.read_metadata(spec)
         res = fxprune.load(spec)
         saved_shape = tuple(res.plan.input_shapes[0]) if res.plan.input_shapes else None

@@ -18,6 +18,7 @@ from .plan import Plan
 from .policies import CRITERIA, PolicyResult, get_policy, make_context
 from .policies.driver import SearchOptions, parse_config, run_search
 from .policies.allocation import AUTO, check_round_to
+from .search.backends import check_backend
 from .report import build_report
 from .result import PruneResult
 
@@ -59,17 +60,6 @@ def _check_model(model: Any) -> None:
         if t.is_meta:
             raise FxpruneError(f"the model's '{name}' is on the meta device (no values): materialise or load "
                                "the weights first (e.g. model.to_empty(device='cpu') and load_state_dict)")
-
-
-def _check_backend(backend: Any, workers: Any) -> None:
-    from .search.backends import BACKENDS
-
-    if backend not in BACKENDS:
-        raise OptionError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-        raise OptionError(f"workers={workers!r} must be a positive integer")
-    if workers not in (None, 1) and backend == "local":
-        raise OptionError(f'workers={workers} needs backend="processes" or backend="ray"')
 
 
 def _check_options(importance: str, round_to: Any, n_reward: Any, max_prune_ratio: Any, seed: Any) -> None:
@@ -119,7 +109,7 @@ def prune(model: torch.nn.Module, budget: Any, *, example_inputs: Any = None, po
     _check_model(model)
     budget = Budget.coerce(budget)
     _check_options(importance, round_to, n_reward, max_prune_ratio, seed)
-    _check_backend(backend, workers)
+    check_backend(backend, workers)
     round_to = AUTO if round_to is None else round_to
     if budget.is_latency:
         return _prune_to_latency(model, budget, latency_fn, latency_threads, progress,

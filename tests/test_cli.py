@@ -153,3 +153,11 @@ def test_weights_that_do_not_fit_are_named(tmp_path, capsys):
     assert main(["prune", "cifar_resnet20", "--weights", str(tmp_path / "bad.safetensors")]) == 2
     err = capsys.readouterr().err
     assert "bad.safetensors" in err and "does not fit" in err
+
+
+def test_weights_for_a_saved_model_are_refused(pruned, capsys):
+    _, d = pruned
+    capsys.readouterr()
+    assert main(["prune", str(d / "r18.safetensors"), "--weights", str(d / "r18.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert "--weights is for a model built by name" in err and err.count("\n") == 1

@@ -131,6 +131,11 @@ class PolicyContext:
             self._encoder = (GraphEncoder(feats.x.shape[1], seed=self.seed), feats)
         return self._encoder
 
+    def require_search(self, policy: str, why: str) -> None:
+        """A search policy's precondition: the driver built its evaluator and run folder (``data=``)."""
+        if self.evaluator is None or self.run is None:
+            raise FxpruneError(f"policy '{policy}' needs data= ({why})")
+
     def importance_of(self, model: Any) -> np.ndarray:
         """Class importance by this context's criterion, on ``model``'s current weights."""
         from ..importance import class_importance

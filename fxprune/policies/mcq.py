@@ -62,8 +62,7 @@ class MCQ:
     needs_data = True
 
     def run(self, ctx: PolicyContext) -> PolicyResult:
-        if ctx.evaluator is None or ctx.run is None:
-            raise FxpruneError("policy 'mcq' needs data= (its candidates are scored on a reward split)")
+        ctx.require_search("mcq", "its candidates are scored on a reward split")
         return _Search(ctx, ctx.config).run()
 
 

@@ -88,8 +88,7 @@ class PPO:
     needs_data = True
 
     def run(self, ctx: PolicyContext) -> PolicyResult:
-        if ctx.evaluator is None or ctx.run is None:
-            raise FxpruneError("policy 'ppo' needs data= (its episodes are scored on a reward split)")
+        ctx.require_search("ppo", "its episodes are scored on a reward split")
         return _Search(ctx, ctx.config).run()
 
 
@@ -143,6 +142,8 @@ class _Search:
         self.group_of = torch.from_numpy(g.group_of_class).long()
         k0, self.uniform = self.uniform_keep()
         self.chan_nodes = cfg.granularity == "channel"
+        # channel nodes follow the op and group nodes, whatever the plan: their indices are fixed
+        self.nodes = torch.arange(self.static.num_nodes, self.static.num_nodes + g.n_classes)
         feat_dim = self.graph_of(self.static).x.shape[1]
         self.agent = Agent(feat_dim, self.chan.shape[1], cfg.chunks, cfg.hidden, k0, ctx.seed, self.chan_nodes)
         self.opt = torch.optim.Adam(self.agent.parameters(), lr=cfg.lr, eps=1e-5)
@@ -165,8 +166,7 @@ class _Search:
         """The encoder's input: the group graph, or (granularity "channel") with channel nodes."""
         if self.cfg.granularity != "channel":
             return feats
-        out, self.nodes = with_channel_nodes(feats, self.chan, self.ctx.graph.group_of_class)
-        return out
+        return with_channel_nodes(feats, self.chan, self.ctx.graph.group_of_class)[0]
 
     # ---- episodes -----------------------------------------------------------------------------------
     def policy(self, keep: np.ndarray, t: int):

@@ -106,7 +106,6 @@ class SACState:
     best_r: float = -1.0
     best_epoch: int = 0
     best_dropped: list = dataclasses.field(default_factory=list)
-    has_best_actor: bool = False
     epochs: list = dataclasses.field(default_factory=list)  # per epoch: loss, best reward, episodes ...
 
 
@@ -115,8 +114,7 @@ class SAC:
     needs_data = True
 
     def run(self, ctx: PolicyContext) -> PolicyResult:
-        if ctx.evaluator is None or ctx.run is None:
-            raise FxpruneError("policy 'sac' needs data= (it trains on it and scores episodes on a reward split)")
+        ctx.require_search("sac", "it trains on it and scores episodes on a reward split")
         if ctx.budget.metric not in ("flops", "params"):
             raise FxpruneError(f"policy 'sac' bounds its actions by FLOPs or params; a {ctx.budget.metric} "
                                "budget is not supported (use global or uniform)")
@@ -406,7 +404,6 @@ class _Search:
                 st.best_r, st.best_epoch = r, e
                 st.best_dropped = np.flatnonzero(keep < 0.5).tolist()
                 self.best_actor = {k: v.clone() for k, v in self.agent.actor.state_dict().items()}
-                st.has_best_actor = True
             rewards.append(r)
         return rewards
 

@@ -54,10 +54,8 @@ class _Worker:
         self.ev = pickle.loads(spec)  # noqa: S301 - the head's own evaluator; workers trust the head
         self.version = None
 
-    def score(self, version: str, blob: bytes | None, plans: list[list[float]]) -> list[str]:
+    def score(self, version: str, blob: bytes, plans: list[list[float]]) -> list[str]:
         if version != self.version:
-            if blob is None:
-                return ["stale"]
             from safetensors.torch import load
 
             self.ev.load_state_dict(load(blob))
@@ -113,19 +111,21 @@ class _Remote:
     """What the pool-based backends share: the head's spec, the weights version and blob."""
 
     def __init__(self, workers: int):
-        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-            raise OptionError(f"workers={workers!r} must be a positive integer")
         self.workers = workers
         self.stats = BackendStats()
         self._spec: bytes | None = None
-        self._version: str | None = None
 
     def _sync(self, ev) -> tuple[str, bytes]:
+        """The evaluator's spec (once) and the current weights (version, bytes)."""
         if self._spec is None:
             self._spec = ev.for_workers()
-        version, blob = weights_blob(ev.state_dict())
-        self._version = version
-        return version, blob
+        return weights_blob(ev.state_dict())
+
+    def _record(self, out: list, idx: range, texts: list[str], worker: str) -> None:
+        """Parse a chunk's metrics into their plans' places; count them for ``worker``."""
+        for i, t in zip(idx, texts):
+            out[i] = _parse(t)
+        self.stats.done[worker] = self.stats.done.get(worker, 0) + len(idx)
 
 
 class ProcessBackend(_Remote):
@@ -173,9 +173,7 @@ class ProcessBackend(_Remote):
                 except concurrent.futures.process.BrokenProcessPool:
                     failed.append(r)
                     continue
-                for i, t in zip(r, texts):
-                    out[i] = _parse(t)
-                self.stats.done[f"pid {pid}"] = self.stats.done.get(f"pid {pid}", 0) + len(r)
+                self._record(out, r, texts, f"pid {pid}")
             self.stats.in_flight = 0
             if failed:  # a worker died: a fresh pool, and its plans again
                 attempts += 1
@@ -284,9 +282,7 @@ class RayBackend(_Remote):
                 self.stats.restarts += 1
                 queue.append(r)
                 continue
-            for i, t in zip(r, texts):
-                out[i] = _parse(t)
-            self.stats.done[f"actor {a}"] = self.stats.done.get(f"actor {a}", 0) + len(r)
+            self._record(out, r, texts, f"actor {a}")
         self.stats.in_flight = 0
         return out
 
@@ -301,13 +297,20 @@ class RayBackend(_Remote):
             self.ray.shutdown()
 
 
-def make_backend(name: str, workers: int | None = None, address: str | None = None, device: Any = None):
-    """The backend called ``name`` (``local``, ``processes``, ``ray``)."""
+def check_backend(name: Any, workers: Any) -> None:
+    """OptionError for an unknown backend or a bad worker count (before any work is done)."""
     if name not in BACKENDS:
         raise OptionError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise OptionError(f"workers={workers!r} must be a positive integer")
+    if workers not in (None, 1) and name == "local":
+        raise OptionError(f'workers={workers} needs backend="processes" or backend="ray"')
+
+
+def make_backend(name: str, workers: int | None = None, address: str | None = None, device: Any = None):
+    """The backend called ``name`` (``local``, ``processes``, ``ray``)."""
+    check_backend(name, workers)
     if name == "local":
-        if workers not in (None, 1):
-            raise OptionError(f'workers={workers!r} needs backend="processes" or "ray"')
         return LocalBackend()
     if name == "processes":
         return ProcessBackend(workers)

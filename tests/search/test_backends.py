@@ -1,7 +1,6 @@
 """Plan evaluation on worker processes and on Ray: the same plan and the same logged metrics as
 the local backend for every search policy, a killed worker or actor mid-search changes nothing,
 a simulated two-node Ray cluster, clear errors for bad backend options, CUDA end to end."""
-import functools
 import os
 import signal
 
@@ -23,14 +22,15 @@ def run(policy, folder, **kw):
                          policy_config=FAST[policy], progress=False, **kw)
 
 
-@functools.lru_cache(maxsize=None)
-def local(policy, folder):
-    r = run(policy, folder)
-    return r.plan.keep, _strip(r.search["history"])
+_LOCAL: dict = {}
 
 
 def same_as_local(policy, r, tmp_path_factory):
-    keep, rows = local(policy, str(tmp_path_factory.mktemp(f"local-{policy}")))
+    """The run ``r`` gave the plan and the log of the local backend (run once per policy and worker)."""
+    if policy not in _LOCAL:
+        ref = run(policy, tmp_path_factory.mktemp(f"local-{policy}"))
+        _LOCAL[policy] = ref.plan.keep, _strip(ref.search["history"])
+    keep, rows = _LOCAL[policy]
     assert r.plan.keep == keep
     assert _strip(r.search["history"]) == rows
 
