@@ -3,6 +3,10 @@ test accuracy after fine-tuning does? With and without adaptive BN (``bn_recalib
 
     python benchmarks/reward_fidelity.py [--plans 24] [--recalib 0,1,2,4,8,16] [--seed 0] [--threads 2]
 
+Each finished plan is appended to ``benchmarks/results/reward_fidelity_rows.jsonl`` (with the
+settings it was measured under); a later run with the same settings skips the plans it finds
+there, so the benchmark can be stopped and continued (``--fresh`` starts over).
+
 CIFAR-10 ResNet-56 (pretrained, ../shared/data), random plans at 50% FLOPs (random per-group keep
 ratios, L1 selection inside each group, default channel rounding). For each plan: the reward-split
 accuracy (1,000 balanced TRAIN images, the searches' default) with the original norm statistics
@@ -14,6 +18,7 @@ accuracy. Writes benchmarks/results/reward_fidelity.md.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -35,7 +40,19 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="benchmarks/results/reward_fidelity.md")
+    ap.add_argument("--rows", default="benchmarks/results/reward_fidelity_rows.jsonl")
+    ap.add_argument("--fresh", action="store_true", help="ignore the rows of an earlier run")
     args = ap.parse_args(argv)
+    settings = {"recalib": args.recalib, "seed": args.seed, "threads": args.threads}
+    rows_path = Path(args.rows)
+    done = {}
+    if rows_path.exists() and not args.fresh:
+        for line in rows_path.read_text().splitlines():
+            r = json.loads(line)
+            if r.pop("settings") == settings:
+                done[r["plan"]] = r
+    elif rows_path.exists():
+        rows_path.unlink()
     ns = [int(v) for v in args.recalib.split(",")]
     model, test, rest, reward = cifar_resnet56(args.threads)
     test_loader = test.loader(500)
@@ -50,12 +67,17 @@ def main(argv=None):
     rows = []
     t0 = time.perf_counter()
     for i in range(args.plans):
-        plan = random_ratio_plan(graph, 0.5, rng, imp)
+        plan = random_ratio_plan(graph, 0.5, rng, imp)  # drawn in order, so plan i is the same every run
+        if i in done:
+            rows.append(done[i])
+            continue
         scores = {n: ev.evaluate(plan).acc for n, ev in evs.items()}
         pruned = fxprune.apply_plan(model, plan, (1, 3, 32, 32)).model
         acc_ft = fair_finetune(pruned, rest, seed=0, test_loader=test_loader)
         flops = graph.cost.flops(graph.keep_vector(plan.keep)) / graph.cost.full_flops
         rows.append({"plan": i, "flops": flops, "acc_ft": acc_ft, **{f"r{n}": s for n, s in scores.items()}})
+        with open(rows_path, "a") as f:
+            f.write(json.dumps({**rows[-1], "settings": settings}) + "\n")
         print(f"plan {i}: FLOPs {flops:.3f}, scores {scores}, after fine-tune {acc_ft:.4f} "
               f"({time.perf_counter() - t0:.0f} s)", flush=True)
     write(args, ns, rows)
@@ -70,7 +92,7 @@ def write(args, ns, rows):
              "default channel rounding). Score: accuracy on the 1,000-image reward split drawn from TRAIN (compact "
              "evaluation, fp32), with the original BN statistics (N = 0) or after re-estimating them on N "
              "calibration batches of 64 TRAIN images disjoint from the reward split. After fine-tune: " + FAIR_TEXT
-             + " (one seed here).", "",
+             + " (one seed here). Plans measured across runs are kept in `" + args.rows + "`.", "",
              "| bn_recalib N | Spearman rho (score vs after fine-tune) | score range | evaluation cost |",
              "|---:|---:|---|---|"]
     for n in ns:

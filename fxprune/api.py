@@ -176,13 +176,19 @@ def _finish(graph: DepGraph, keep_vec: np.ndarray, weights: Any, search: dict | 
 def _prune_to_latency(model, budget: Budget, latency_fn, threads: int, progress: bool, kw: dict) -> PruneResult:
     from .export.latency_budget import OrtLatency, prune_to_latency
 
-    fn = latency_fn if latency_fn is not None else OrtLatency(kw["example_inputs"], threads=threads)
-    res = prune_to_latency(model, budget, lambda f: prune(model, Budget(flops=f), progress=False, **kw), fn,
-                           progress=progress)
+    fn = latency_fn if latency_fn is not None else OrtLatency(kw["example_inputs"], threads=threads,
+                                                              reference=model)
+    try:
+        res = prune_to_latency(model, budget, lambda f: prune(model, Budget(flops=f), progress=False, **kw), fn,
+                               progress=progress)
+    finally:
+        if latency_fn is None:
+            fn.close()
     res.report.budget = res.plan.budget = budget.to_dict()
     if latency_fn is None:
         res.report.latency_settings = {"provider": "CPUExecutionProvider", "intra-op threads": threads,
-                                       "graph optimization": "ORT_ENABLE_ALL", "batch": 1}
+                                       "graph optimization": "ORT_ENABLE_ALL", "batch": 1,
+                                       "timing": "each probe interleaved with the original"}
     return res
 
 

@@ -305,3 +305,31 @@ def test_latency_search_that_cannot_meet_the_target_reports_the_best_it_reached(
     with pytest.raises(fxprune.BudgetError, match="cannot be met") as ei:
         _search(lambda f: 4.0 + f, floor=0.2, target=0.3)
     assert ei.value.best == pytest.approx(4.2)
+
+
+def test_ort_latency_times_probes_against_the_reference_in_the_same_window(monkeypatch):
+    """A machine that slows down 2x between the baseline and a probe must not make the probe look
+    2x slower: each probe is scaled by the reference measured beside it."""
+    from fxprune.export import latency as lat
+    from fxprune.export.latency_budget import OrtLatency
+
+    m = torchvision.models.resnet18(weights=None).eval()
+    pruned = fxprune.prune(m, 0.5, example_inputs=(1, 3, 64, 64), progress=False).model
+
+    def stats(ms):
+        return lat.Latency(median_ms=ms, p90_ms=ms, mean_ms=ms, std_ms=0.0, min_ms=ms, runs=1, warmup=0, batch=1,
+                           threads=1, provider="CPUExecutionProvider", graph_optimization_level="all",
+                           input_shapes=[(1, 3, 64, 64)])
+
+    seen = []
+    monkeypatch.setattr(lat, "measure_latency", lambda path, **kw: seen.append(("alone", path)) or stats(10.0))
+    monkeypatch.setattr(lat, "measure_interleaved",
+                        lambda paths, **kw: seen.append(("pair", tuple(paths))) or [stats(20.0), stats(12.0)])
+    fn = OrtLatency((1, 3, 64, 64), reference=m)
+    try:
+        assert fn(m) == 10.0
+        assert fn(pruned) == pytest.approx(6.0)  # 12 ms beside a 20 ms reference, on the 10 ms scale
+        assert seen[1][0] == "pair" and seen[1][1][0] == seen[0][1]  # the reference is exported once
+    finally:
+        fn.close()
+    assert not seen[0][1].exists()

@@ -38,18 +38,53 @@ class LatencyStep:
 
 
 class OrtLatency:
-    """Default latency measurement: export to ONNX (parity-checked) and time in ONNX Runtime."""
+    """Default latency measurement: export to ONNX (parity-checked) and time in ONNX Runtime.
 
-    def __init__(self, example_inputs: Any = None, threads: int = 1, warmup: int = 5, runs: int = 30):
+    With ``reference=`` (the original model), every later model is timed *interleaved* with the
+    reference (:func:`~fxprune.export.latency.measure_interleaved`) and its latency is reported on
+    the scale of the reference's first measurement: ``ms(model) / ms(reference, same window) x
+    ms(reference, first)``. Machine speed drifts by 10-20% over a search on a shared CPU; a probe
+    timed alone against a baseline timed a minute earlier can land on the wrong side of the target,
+    while the ratio of two models timed side by side is stable (``benchmarks/results/latency.md``).
+    """
+
+    def __init__(self, example_inputs: Any = None, threads: int = 1, warmup: int = 5, runs: int = 30,
+                 reference: torch.nn.Module | None = None):
         self.example_inputs, self.threads, self.warmup, self.runs = example_inputs, threads, warmup, runs
+        self.reference = reference
+        self._tmp: tempfile.TemporaryDirectory | None = None
+        self._ref_path: Path | None = None
+        self._ref_ms: float | None = None
+
+    def _export(self, model: torch.nn.Module, path: Path) -> Path:
+        from .onnx_export import export_onnx
+
+        return export_onnx(model, path, self.example_inputs, checks=1).path
 
     def __call__(self, model: torch.nn.Module) -> float:
-        from .onnx_export import export_onnx
-        from .latency import measure_latency
+        from .latency import measure_interleaved, measure_latency
 
+        kw = dict(threads=self.threads, warmup=self.warmup, runs=self.runs)
+        if self.reference is None:
+            with tempfile.TemporaryDirectory() as tmp:
+                return measure_latency(self._export(model, Path(tmp) / "m.onnx"), **kw).median_ms
+        if self._ref_path is None:
+            self._tmp = tempfile.TemporaryDirectory()
+            self._ref_path = self._export(self.reference, Path(self._tmp.name) / "reference.onnx")
+        if model is self.reference:
+            ms = measure_latency(self._ref_path, **kw).median_ms
+            self._ref_ms = self._ref_ms if self._ref_ms is not None else ms
+            return ms
         with tempfile.TemporaryDirectory() as tmp:
-            res = export_onnx(model, Path(tmp) / "m.onnx", self.example_inputs, checks=1)
-            return measure_latency(res.path, threads=self.threads, warmup=self.warmup, runs=self.runs).median_ms
+            ref, cur = measure_interleaved([self._ref_path, self._export(model, Path(tmp) / "m.onnx")], **kw)
+        if self._ref_ms is None:
+            self._ref_ms = ref.median_ms
+        return cur.median_ms * self._ref_ms / ref.median_ms
+
+    def close(self) -> None:
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp, self._ref_path = None, None
 
 
 def _feasible_floor(prune_at: Callable[[float], Any]) -> float:

@@ -352,6 +352,14 @@ class Traced:
             self._gm = _GraphModule(self.root, self.graph, self.name)
         return self._gm
 
+    def __getstate__(self) -> dict:
+        # A GraphModule pickles as its generated code and is re-traced when loaded, which drops
+        # every node's meta (shapes, constant values) that surgery needs; the graph itself keeps
+        # them, so the GraphModule is left out and rebuilt from it on first use (worker processes).
+        state = dict(self.__dict__)
+        state["_gm"] = None
+        return state
+
     def named_modules(self):
         # every name a module is registered under: the graph may call a shared module by any
         if self._modules is None:

@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -65,12 +66,30 @@ def _weights_checksum(model: torch.nn.Module) -> str:
 
 def _log_backend(run: SearchRun, backend: Any) -> None:
     """One line per remote batch in ``workers.jsonl`` of the run folder (not in ``evals.jsonl``,
-    which is the same whichever backend ran the search): plans done per worker, retried."""
-    st = backend.stats
+    which is the same whichever backend ran the search): per worker, plans in flight at the
+    batch's peak, done and retried (totals so far), and the workers replaced."""
     with open(run.folder / "workers.jsonl", "a") as f:
-        f.write(json.dumps({"backend": backend.name, "done": st.done, "retried": st.retried,
-                            "workers_replaced": st.restarts}) + "\n")
-    log.info("plan evaluation on %s: %s", backend.name, st.line())
+        f.write(json.dumps({"backend": backend.name, **backend.stats.to_dict()}) + "\n")
+    log.info("plan evaluation on %s: %s", backend.name, backend.stats.line())
+
+
+def _worker_bar(backend: Any, progress: bool):
+    """A progress bar of plans done on the workers; its postfix shows, per worker, plans in
+    flight / done / retried (``actor0:2/14/0``), updated as chunks go out and come back."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(desc=f"plans ({backend.name})", unit="plan", disable=not progress, leave=False)
+    last = [0.0]
+
+    def on_change(st) -> None:
+        bar.set_postfix_str(st.short(), refresh=False)
+        bar.update(sum(st.done.values()) - bar.n)
+        if time.monotonic() - last[0] > 0.5:
+            bar.refresh()
+            last[0] = time.monotonic()
+
+    backend.stats.on_change = on_change
+    return bar
 
 
 def parse_config(pol: Any, policy_config: Any) -> SearchConfig:
@@ -112,12 +131,16 @@ def run_search(pol: Any, graph, budget, opts: SearchOptions, *, importance: str,
                        max_prune_ratio=max_prune_ratio, data=splits, config=cfg, evaluator=ev, trainer=trainer,
                        run=run, max_evals=opts.max_evals, progress=opts.progress)
     ev.backend = make_backend(opts.backend, opts.workers, device=opts.device)
+    bar = None
     if opts.backend != "local":
         ev.on_batch = lambda b: _log_backend(run, b)
+        bar = _worker_bar(ev.backend, opts.progress)
     try:
         res = pol.run(ctx)
     finally:
         ev.backend.close()
+        if bar is not None:
+            bar.close()
     res.info["backend"] = {"name": opts.backend, "workers": ev.backend.workers,
                            "retried": ev.backend.stats.retried, "workers_replaced": ev.backend.stats.restarts}
     state = res.model.state_dict() if res.model is not None else None

@@ -70,18 +70,82 @@ def _parse(text: str):
 
 
 @dataclasses.dataclass
-class BackendStats:
-    """Plans in flight, done and retried, per worker (for the progress bar and the log)."""
+class WorkerStats:
+    """One worker's plans: in flight now, done, retried (scored again after the worker died), and
+    the most it had in flight during the last batch."""
 
-    done: dict[str, int] = dataclasses.field(default_factory=dict)
-    retried: int = 0
-    restarts: int = 0  # workers replaced
     in_flight: int = 0
+    done: int = 0
+    retried: int = 0
+    peak_in_flight: int = 0
+
+
+@dataclasses.dataclass
+class BackendStats:
+    """Plans in flight, done and retried, per worker (for the progress bar and ``workers.jsonl``).
+
+    Workers are named ``local``, ``actor K`` (Ray) or ``pid N`` (worker processes). A process pool
+    does not say which process took a chunk until it returns, so its plans in flight (and plans
+    retried after a process died) are counted under ``pool``."""
+
+    workers: dict[str, WorkerStats] = dataclasses.field(default_factory=dict)
+    restarts: int = 0  # workers replaced
+    on_change: Any = None  # called with the stats whenever a count changes (the progress bar)
+
+    def _w(self, name: str) -> WorkerStats:
+        return self.workers.setdefault(name, WorkerStats())
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change(self)
+
+    def new_batch(self) -> None:
+        for w in self.workers.values():
+            w.peak_in_flight = w.in_flight
+
+    def submit(self, worker: str, n: int) -> None:
+        w = self._w(worker)
+        w.in_flight += n
+        w.peak_in_flight = max(w.peak_in_flight, w.in_flight)
+        self._changed()
+
+    def finish(self, worker: str, n: int, done_by: str | None = None, retried: bool = False) -> None:
+        """``n`` plans of ``worker`` left flight: done (by ``done_by``, default the same worker)
+        or failed and queued again (``retried``)."""
+        w = self._w(worker)
+        w.in_flight -= n
+        if retried:
+            w.retried += n
+        else:
+            self._w(done_by or worker).done += n
+        self._changed()
+
+    @property
+    def done(self) -> dict[str, int]:
+        return {k: w.done for k, w in self.workers.items() if w.done}
+
+    @property
+    def retried(self) -> int:
+        return sum(w.retried for w in self.workers.values())
+
+    @property
+    def in_flight(self) -> int:
+        return sum(w.in_flight for w in self.workers.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"workers": {k: dataclasses.asdict(w) for k, w in sorted(self.workers.items())},
+                "in_flight": self.in_flight, "done": sum(self.done.values()), "retried": self.retried,
+                "workers_replaced": self.restarts}
+
+    def short(self) -> str:
+        """Per worker: in flight / done / retried (the progress bar's postfix)."""
+        return " ".join(f"{k.replace(' ', '')}:{w.in_flight}/{w.done}/{w.retried}"
+                        for k, w in sorted(self.workers.items()))
 
     def line(self) -> str:
-        per = ", ".join(f"{w}: {n}" for w, n in sorted(self.done.items()))
-        return (f"in flight {self.in_flight}, done {sum(self.done.values())} ({per}), retried {self.retried}, "
-                f"workers replaced {self.restarts}")
+        per = ", ".join(f"{k}: {w.in_flight} in flight, {w.done} done, {w.retried} retried"
+                        for k, w in sorted(self.workers.items()))
+        return f"{sum(self.done.values())} plans done ({per}); workers replaced {self.restarts}"
 
 
 class LocalBackend:
@@ -94,7 +158,8 @@ class LocalBackend:
 
     def run(self, ev, plans: Sequence[np.ndarray]) -> list:
         out = [ev._evaluate_here(p) for p in plans]
-        self.stats.done["local"] = self.stats.done.get("local", 0) + len(out)
+        self.stats.submit("local", len(out))
+        self.stats.finish("local", len(out))
         return out
 
     def close(self) -> None:
@@ -121,11 +186,12 @@ class _Remote:
             self._spec = ev.for_workers()
         return weights_blob(ev.state_dict())
 
-    def _record(self, out: list, idx: range, texts: list[str], worker: str) -> None:
-        """Parse a chunk's metrics into their plans' places; count them for ``worker``."""
+    def _record(self, out: list, idx: range, texts: list[str], slot: str, worker: str) -> None:
+        """Parse a chunk's metrics into their plans' places; they leave ``slot``'s flight, done by
+        ``worker``."""
         for i, t in zip(idx, texts):
             out[i] = _parse(t)
-        self.stats.done[worker] = self.stats.done.get(worker, 0) + len(idx)
+        self.stats.finish(slot, len(idx), done_by=worker)
 
 
 class ProcessBackend(_Remote):
@@ -155,6 +221,7 @@ class ProcessBackend(_Remote):
         out: list[Any] = [None] * len(vecs)
         todo = _chunks(len(vecs), self.workers * 2)
         attempts = 0
+        self.stats.new_batch()
         while todo:
             if getattr(self._pool, "_broken", False):  # a worker died between batches: a fresh pool
                 self.stats.restarts += 1
@@ -164,7 +231,7 @@ class ProcessBackend(_Remote):
                 futures = {self._pool.submit(_proc_score, version, blob, [vecs[i] for i in r]): r for r in todo}
             except concurrent.futures.process.BrokenProcessPool:
                 futures = {}
-            self.stats.in_flight = sum(len(r) for r in todo)
+            self.stats.submit("pool", sum(len(r) for r in todo))
             failed = [] if futures else list(todo)
             for fut in concurrent.futures.as_completed(futures):
                 r = futures[fut]
@@ -173,15 +240,15 @@ class ProcessBackend(_Remote):
                 except concurrent.futures.process.BrokenProcessPool:
                     failed.append(r)
                     continue
-                self._record(out, r, texts, f"pid {pid}")
-            self.stats.in_flight = 0
-            if failed:  # a worker died: a fresh pool, and its plans again
+                self._record(out, r, texts, "pool", f"pid {pid}")
+            if failed:
+                # a worker died: a fresh pool, and its plans again
+                self.stats.finish("pool", sum(len(r) for r in failed), retried=True)
                 attempts += 1
                 if attempts > 3:
                     raise FxpruneError("plan evaluation: worker processes keep dying; see their stderr")
                 log.warning("a worker process died; restarting the pool and retrying %d plans",
                             sum(len(r) for r in failed))
-                self.stats.retried += sum(len(r) for r in failed)
                 self.stats.restarts += 1
                 self._stop()
                 self._start()
@@ -264,12 +331,13 @@ class RayBackend(_Remote):
         queue = list(_chunks(len(vecs), self.workers * 2))
         pending: dict[Any, tuple[range, int]] = {}
         free = list(range(len(self.actors)))
+        self.stats.new_batch()
         while queue or pending:
             while queue and free:
                 r, a = queue.pop(0), free.pop(0)
                 ref = self.actors[a].score.remote(version, self._blob_ref, [vecs[i] for i in r])
                 pending[ref] = (r, a)
-            self.stats.in_flight = sum(len(r) for r, _ in pending.values())
+                self.stats.submit(f"actor {a}", len(r))
             ready, _ = ray.wait(list(pending), num_returns=1)
             ref = ready[0]
             r, a = pending.pop(ref)
@@ -278,12 +346,11 @@ class RayBackend(_Remote):
                 texts = ray.get(ref)
             except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
                 log.warning("evaluator actor %d died; retrying its %d plans", a, len(r))
-                self.stats.retried += len(r)
+                self.stats.finish(f"actor {a}", len(r), retried=True)
                 self.stats.restarts += 1
                 queue.append(r)
                 continue
-            self._record(out, r, texts, f"actor {a}")
-        self.stats.in_flight = 0
+            self._record(out, r, texts, f"actor {a}", f"actor {a}")
         return out
 
     def close(self) -> None:

@@ -1,6 +1,7 @@
 """Plan evaluation on worker processes and on Ray: the same plan and the same logged metrics as
 the local backend for every search policy, a killed worker or actor mid-search changes nothing,
 a simulated two-node Ray cluster, clear errors for bad backend options, CUDA end to end."""
+import json
 import os
 import signal
 
@@ -40,7 +41,13 @@ def test_processes_give_the_local_result(policy, tmp_path, tmp_path_factory):
     r = run(policy, tmp_path, backend="processes", workers=2)
     same_as_local(policy, r, tmp_path_factory)
     assert r.search["info"]["backend"] == {"name": "processes", "workers": 2, "retried": 0, "workers_replaced": 0}
-    assert (tmp_path / "workers.jsonl").read_text().count("\n") >= 1  # per-batch plans done per worker
+    lines = [json.loads(x) for x in (tmp_path / "workers.jsonl").read_text().splitlines()]
+    last = lines[-1]
+    assert last["backend"] == "processes" and last["in_flight"] == 0 and last["retried"] == 0
+    per = last["workers"]
+    assert sum(w["done"] for w in per.values()) == last["done"] > 0
+    assert all(k.startswith("pid ") for k, w in per.items() if w["done"])  # done counted per process
+    assert per["pool"]["peak_in_flight"] > 0  # a batch's plans were in flight on the pool
 
 
 def test_a_killed_worker_process_is_replaced_and_its_plans_retried(tmp_path, tmp_path_factory, monkeypatch):
@@ -58,6 +65,8 @@ def test_a_killed_worker_process_is_replaced_and_its_plans_retried(tmp_path, tmp
     r = run("mcq", tmp_path, backend="processes", workers=2)
     same_as_local("mcq", r, tmp_path_factory)
     assert r.search["info"]["backend"]["workers_replaced"] > 0
+    last = json.loads((tmp_path / "workers.jsonl").read_text().splitlines()[-1])
+    assert last["workers"]["pool"]["retried"] > 0 and last["retried"] == r.search["info"]["backend"]["retried"]
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +82,8 @@ def test_ray_gives_the_local_result(policy, ray_local, tmp_path, tmp_path_factor
     r = run(policy, tmp_path, backend="ray", workers=2)
     same_as_local(policy, r, tmp_path_factory)
     assert r.search["info"]["backend"]["name"] == "ray"
+    per = json.loads((tmp_path / "workers.jsonl").read_text().splitlines()[-1])["workers"]
+    assert set(per) == {"actor 0", "actor 1"} and all(w["done"] > 0 and w["in_flight"] == 0 for w in per.values())
 
 
 def test_a_killed_ray_actor_changes_nothing(ray_local, tmp_path, tmp_path_factory, monkeypatch):
@@ -125,3 +136,44 @@ def test_cuda_end_to_end(policy, tmp_path):
     r = run(policy, tmp_path, device="cuda")
     assert r.report.flops_ratio <= 0.5 + 1e-9
     assert next(r.model.parameters()).device.type == "cpu"  # the pruned model comes back on the CPU
+
+
+def test_backend_stats_count_plans_per_worker():
+    st, seen = backends.BackendStats(), []
+    st.on_change = lambda s: seen.append(s.short())
+    st.submit("actor 0", 3)
+    st.submit("actor 1", 2)
+    assert st.in_flight == 5 and seen[-1] == "actor0:3/0/0 actor1:2/0/0"
+    st.finish("actor 1", 2, retried=True)  # actor 1 died: its plans go back to the queue
+    st.submit("actor 0", 2)
+    st.finish("actor 0", 5)
+    assert st.done == {"actor 0": 5} and st.retried == 2 and st.in_flight == 0
+    d = st.to_dict()
+    assert d["workers"]["actor 0"] == {"in_flight": 0, "done": 5, "retried": 0, "peak_in_flight": 5}
+    assert d["workers"]["actor 1"]["retried"] == 2 and d["done"] == 5
+    st.new_batch()
+    assert st.workers["actor 0"].peak_in_flight == 0
+
+
+@pytest.mark.parametrize("mode", ["compact", "masked"])
+def test_an_evaluator_sent_to_workers_scores_like_the_head(mode):
+    """The evaluator travels pickled; a GraphModule pickles as code and loses its nodes' shapes,
+    which surgery needs (the CIFAR ResNet's option-A shortcut slices with ``x[:, :, ::2, ::2]``)."""
+    import pickle
+
+    import numpy as np
+
+    from fxprune.data import ArrayDataset
+    from fxprune.models import cifar_resnet
+
+    torch.manual_seed(0)
+    model = cifar_resnet(20).eval()
+    images = np.random.default_rng(0).integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)
+    data = ArrayDataset(images, np.arange(64) % 10)
+    graph = fxprune.analyze(model, (1, 3, 32, 32))
+    ev = fxprune.Evaluator(graph, data, n_samples=64, batch_size=32, mode=mode)
+    plan = fxprune.prune(model, 0.5, example_inputs=(1, 3, 32, 32), progress=False).plan
+    worker = pickle.loads(ev.for_workers())
+    assert all("tensor_meta" in n.meta for n in worker.graph.gm.graph.nodes if n.op == "call_module")
+    a, b = ev.evaluate(plan), worker.evaluate(plan)
+    assert (a.acc, a.loss, a.flops) == (b.acc, b.loss, b.flops)
