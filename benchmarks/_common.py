@@ -11,21 +11,30 @@ def have_torch_pruning() -> bool:
     return True
 
 
+def shared_data():
+    """``../shared/data`` beside the checkout, or the folder ``$FXPRUNE_SHARED_DATA`` names (the
+    same layout: ``cifar10/{train,test}.npz``, ``weights/``); exits when it is absent."""
+    import os
+    import sys
+    from pathlib import Path
+
+    env = os.environ.get("FXPRUNE_SHARED_DATA")
+    shared = Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
+    if not shared.is_dir():
+        sys.exit(f"needs {shared} (CIFAR-10 and the pretrained CIFAR ResNets)")
+    return shared
+
+
 def cifar_resnet56(threads: int, n_reward: int = 1000):
     """The CIFAR-10 ResNet-56 set-up of the ResNet-56 benchmarks: ``(model, test, rest, reward)``,
     where ``rest, reward`` split TRAIN (balanced reward subset, seed 0). Exits when
     ``../shared/data`` is absent; sets torch's thread count."""
-    import sys
-    from pathlib import Path
-
     import torch
 
     from fxprune.data import load_npz_folder, reward_split
     from fxprune.models import load_cifar_resnet
 
-    shared = Path(__file__).resolve().parents[2] / "shared" / "data"
-    if not shared.is_dir():
-        sys.exit(f"needs {shared} (CIFAR-10 and the pretrained ResNet-56)")
+    shared = shared_data()
     torch.set_num_threads(threads)
     model = load_cifar_resnet(shared / "weights" / "resnet56-4bfd9763.th")
     test = load_npz_folder(shared / "cifar10", "test")
@@ -45,23 +54,28 @@ FAIR_TEXT = ("plain fine-tune: cross-entropy only (no teacher), {epochs:g} epoch
              "test images, mean ± std over fine-tune seeds").format(**FAIR)
 
 
-def fair_finetune(model, rest, seed: int, test_loader):
+def fair_finetune(model, rest, seed: int, test_loader, device=None, epochs: float | None = None,
+                  images: int | None = None):
     """The fair protocol above for one model and one seed: its test accuracy after the fine-tune
-    (the model is not modified)."""
+    (the model is not modified). ``device``: train there, the images resident on it. ``epochs`` /
+    ``images``: the same recipe over a longer run (the GPU's long fine-tune rows; ``images=0``: all
+    of ``rest``)."""
     import numpy as np
 
     import fxprune
     from fxprune.finetune import accuracy
 
-    idx = np.sort(np.random.default_rng(12345).permutation(len(rest))[:FAIR["images"]])
-    data = rest.subset(idx).loader(FAIR["batch"], shuffle=True, augment=True, seed=seed)
+    n = FAIR["images"] if images is None else (images or len(rest))
+    idx = np.sort(np.random.default_rng(12345).permutation(len(rest))[:n])
+    data = rest.subset(idx).loader(FAIR["batch"], shuffle=True, augment=True, seed=seed, device=device)
     import torch
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        ft = fxprune.finetune(model, data, teacher=None, epochs=FAIR["epochs"], lr=FAIR["lr"],
-                              warmup_ratio=FAIR["warmup_ratio"], lr_min=FAIR["lr_min"], momentum=FAIR["momentum"],
-                              weight_decay=FAIR["weight_decay"], progress=False)
+        ft = fxprune.finetune(model, data, teacher=None, epochs=FAIR["epochs"] if epochs is None else epochs,
+                              lr=FAIR["lr"], warmup_ratio=FAIR["warmup_ratio"], lr_min=FAIR["lr_min"],
+                              momentum=FAIR["momentum"], weight_decay=FAIR["weight_decay"], device=device,
+                              progress=False)
     return accuracy(ft.model, test_loader)
 
 
@@ -73,33 +87,15 @@ def mean_std(xs) -> str:
 
 
 def random_ratio_plan(graph, budget: float, rng, importance, round_to="auto"):
-    """A plan at ``budget`` of the FLOPs with random per-group keep ratios (uniform in [0.15, 1],
-    rescaled by one factor found by bisection) and L1 selection inside each group: separates the
-    allocation from the selection (policies.md §0.4 item 4)."""
+    """A plan at ``budget`` of the FLOPs with random per-group keep ratios and L1 selection inside
+    each group (the ``random`` policy's draw, :func:`fxprune.policies.random_search.random_counts`):
+    separates the allocation from the selection (policies.md §0.4 item 4)."""
     import numpy as np
 
     import fxprune
     from fxprune.policies.allocation import Allocation
+    from fxprune.policies.random_search import random_counts
 
     alloc = Allocation(graph, fxprune.Budget(flops=budget), importance, round_to)
-    ratios = rng.uniform(0.15, 1.0, len(alloc.sizes))
-
-    def counts(scale):
-        c = np.ceil(np.minimum(1.0, ratios * scale) * alloc.sizes).astype(np.int64)
-        c = np.maximum(alloc.round_counts(c), alloc.floor)
-        return np.where(alloc.prunable, np.minimum(c, alloc.sizes), alloc.sizes)
-
-    lo, hi = 0.0, 1.0 / ratios.min()
-    for _ in range(50):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if alloc.ratio(counts(mid)) <= budget else (lo, mid)
-    c = counts(lo)
-    for g in rng.permutation(len(c)):  # hand back channel multiples, in random order, while the budget holds
-        while alloc.prunable[g] and c[g] < alloc.sizes[g]:
-            trial = c.copy()
-            trial[g] = min(c[g] + alloc.multiples[g], alloc.sizes[g])
-            if alloc.ratio(trial) > budget:
-                break
-            c = trial
-    keep = alloc.keep_vector(c)
+    keep = alloc.keep_vector(random_counts(alloc, rng))
     return fxprune.Plan.from_graph(graph, {g.id: np.flatnonzero(keep[g.classes] > 0.5) for g in graph.groups})

@@ -59,20 +59,36 @@ class ArrayDataset:
         return ArrayDataset(self.x[idx], self.y[idx], self.normalize)
 
     def loader(self, batch_size: int = 256, *, shuffle: bool = False, augment: bool = False,
-               seed: int = 0) -> ArrayLoader:
-        return ArrayLoader(self, batch_size, shuffle, augment, seed)
+               seed: int = 0, device: str | torch.device | None = None) -> ArrayLoader:
+        """Batches of this dataset. ``device``: keep the images there (uploaded once, as uint8) and
+        cut, augment and normalise every batch there; the batches equal the host ones."""
+        return ArrayLoader(self, batch_size, shuffle, augment, seed, device)
 
 
 class ArrayLoader:
     """Re-iterable batches of an :class:`ArrayDataset`; each pass reshuffles with its own seed.
 
-    ``augment``: random horizontal flip and 4-pixel-padded random crop (the CIFAR recipe)."""
+    ``augment``: random horizontal flip and 4-pixel-padded random crop (the CIFAR recipe).
+    ``device``: the images live on that device (a GPU: no host-to-device copy per batch); the
+    random draws are the same, so the batches are the same as on the host."""
 
-    def __init__(self, ds: ArrayDataset, batch_size: int, shuffle: bool, augment: bool, seed: int):
-        if batch_size < 1:
-            raise FxpruneError(f"batch_size={batch_size} must be >= 1")
+    def __init__(self, ds: ArrayDataset, batch_size: int, shuffle: bool, augment: bool, seed: int,
+                 device: str | torch.device | None = None):
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise FxpruneError(f"batch_size={batch_size!r} must be a positive integer")
         self.ds, self.batch_size, self.shuffle, self.augment = ds, batch_size, shuffle, augment
         self.seed, self.epoch = seed, 0
+        self.device = None if device is None else torch.device(device)
+        self._resident: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+
+    def _on_device(self):
+        """(uint8 N×C×H×W images, labels, mean, std) on ``self.device``, uploaded on first use."""
+        if self._resident is None:
+            d = self.device
+            x = torch.from_numpy(np.ascontiguousarray(self.ds.x)).to(d).permute(0, 3, 1, 2)
+            self._resident = (x, torch.from_numpy(self.ds.y.astype(np.int64)).to(d), self.ds._mean.to(d),
+                              self.ds._std.to(d))
+        return self._resident
 
     def __len__(self) -> int:
         return (len(self.ds) + self.batch_size - 1) // self.batch_size
@@ -88,19 +104,31 @@ class ArrayLoader:
         order = rng.permutation(len(self.ds)) if self.shuffle else np.arange(len(self.ds))
         for s in range(0, len(order), self.batch_size):
             idx = order[s:s + self.batch_size]
-            x = self.ds.to_tensor(idx)
+            if self.device is None:
+                x, y = self.ds.to_tensor(idx), torch.from_numpy(self.ds.y[idx].astype(np.int64))
+            else:
+                xs, ys, mean, std = self._on_device()
+                t = torch.from_numpy(idx).to(self.device)
+                x, y = (xs[t].float().div_(255.0) - mean) / std, ys[t]
             if self.augment:
                 x = _augment(x, rng)
-            yield x, torch.from_numpy(self.ds.y[idx].astype(np.int64))
+            yield x, y
 
 
 def _augment(x: torch.Tensor, rng: np.random.Generator, pad: int = 4) -> torch.Tensor:
-    n, _, h, w = x.shape
-    flip = torch.from_numpy(rng.random(n) < 0.5)
+    """Random horizontal flip, then a random ``h×w`` crop of the zero-padded images, on the
+    tensor's own device (the draws come from ``rng``, so host and device batches agree)."""
+    n, c, h, w = x.shape
+    dev = x.device
+    flip = torch.from_numpy(rng.random(n) < 0.5).to(dev)
     x = torch.where(flip.view(n, 1, 1, 1), x.flip(3), x)
     padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
-    dy, dx = rng.integers(0, 2 * pad + 1, n), rng.integers(0, 2 * pad + 1, n)
-    return torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
+    dy = torch.from_numpy(rng.integers(0, 2 * pad + 1, n)).to(dev)
+    dx = torch.from_numpy(rng.integers(0, 2 * pad + 1, n)).to(dev)
+    rows = (dy[:, None] + torch.arange(h, device=dev))[:, None, :, None]  # n, 1, h, 1
+    cols = (dx[:, None] + torch.arange(w, device=dev))[:, None, None, :]  # n, 1, 1, w
+    return padded[torch.arange(n, device=dev)[:, None, None, None], torch.arange(c, device=dev)[None, :, None, None],
+                  rows, cols]
 
 
 def load_npz(path: str | Path, normalize: str | None = "imagenet") -> ArrayDataset:

@@ -69,6 +69,46 @@ def test_loader_shuffles_per_epoch_and_batches_limit():
     assert [x.shape[0] for x, _ in got] == [5, 2] and got[0][1] is None
 
 
+def _augment_one_by_one(x, rng, pad=4):
+    """The CIFAR recipe written out image by image: the reference for the batched version."""
+    n, _, h, w = x.shape
+    flip = rng.random(n) < 0.5
+    dy, dx = rng.integers(0, 2 * pad + 1, n), rng.integers(0, 2 * pad + 1, n)
+    out = []
+    for i in range(n):
+        img = x[i].flip(2) if flip[i] else x[i]
+        img = torch.nn.functional.pad(img, (pad, pad, pad, pad))
+        out.append(img[:, dy[i]:dy[i] + h, dx[i]:dx[i] + w])
+    return torch.stack(out)
+
+
+def test_batched_augmentation_is_the_per_image_recipe():
+    from fxprune.data import _augment
+
+    x = torch.randn(9, 3, 8, 6)
+    got = _augment(x, np.random.default_rng(4))
+    assert torch.equal(got, _augment_one_by_one(x, np.random.default_rng(4)))
+    # a crop really moves the image: some outputs differ from the flipped/unflipped input
+    assert not torch.equal(got, x) and got.shape == x.shape
+
+
+@pytest.mark.parametrize("augment", [False, True])
+def test_device_resident_loader_gives_the_host_batches(augment):
+    ds = ArrayDataset(np.random.default_rng(0).integers(0, 256, (37, 8, 8, 3), dtype=np.uint8), np.arange(37) % 10,
+                      normalize="cifar10")
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    host = list(ds.loader(8, shuffle=True, augment=augment, seed=3))
+    for dev in devices:
+        ld = ds.loader(8, shuffle=True, augment=augment, seed=3, device=dev)
+        got = list(ld)
+        assert len(got) == len(host) == 5
+        for (xa, ya), (xb, yb) in zip(host, got):
+            assert xb.device.type == dev and torch.equal(ya, yb.cpu())
+            torch.testing.assert_close(xb.cpu(), xa, rtol=0, atol=1e-6)
+        ld.set_epoch(0)
+        assert torch.equal(next(iter(ld))[1].cpu(), host[0][1])  # set_epoch replays the first pass
+
+
 def test_cifar_resnet_structure_and_pruning():
     m = cifar_resnet(20).eval()
     assert sum(p.numel() for p in m.parameters()) == 269_722  # the published ResNet-20 size

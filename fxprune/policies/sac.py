@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..data import ArrayLoader
 from ..errors import FxpruneError
 from ..ir.context import tensor_at
 from ..search.buffers import ReplayBuffer
@@ -140,8 +141,18 @@ class _Search:
         self.opt_critic = torch.optim.Adam([*self.agent.q1.parameters(), *self.agent.q2.parameters()], lr=cfg.lr_critic)
         self.opt_env = torch.optim.Adam(self.agent.env.parameters(), lr=cfg.lr_env)
         self.buffer = ReplayBuffer(cfg.buffer_size, STATE_DIM, 1)
-        self.trainer = Trainer(ctx.data.train, cfg.train, ctx.trainer.device if ctx.trainer else None, ctx.progress)
+        device = ctx.trainer.device if ctx.trainer else None
+        self.trainer = Trainer(self.train_data(device), cfg.train, device, ctx.progress)
         self.best_actor: dict | None = None
+
+    def train_data(self, device):
+        """The training batches: a loader fxprune built from an ArrayDataset gets the recipe's batch
+        and augmentation (and keeps its images on ``device``); a user's loader is used as given."""
+        train = self.ctx.data.train
+        if isinstance(train, ArrayLoader):
+            return train.ds.loader(self.cfg.train_batch, shuffle=True, augment=self.cfg.augment, seed=train.seed,
+                                   device=device)
+        return train
 
     # ---- the groups and their static state ------------------------------------------------------------
     def acted_groups(self) -> list[int]:
@@ -450,7 +461,7 @@ class _Search:
         ratio = self.removed_norm_ratio(keep)
         tuned = {}
         if self.cfg.finetune_epochs:
-            ft = Trainer(self.ctx.data.train, self.cfg.train, self.trainer.device, self.ctx.progress)
+            ft = Trainer(self.trainer.data, self.cfg.train, self.trainer.device, self.ctx.progress)
             with self.ev.training(keep) as model:
                 ft.start(model, self.cfg.finetune_epochs)
                 for k in range(self.cfg.finetune_epochs):

@@ -34,6 +34,10 @@ class SACConfig(SearchConfig):
     episodes_per_epoch: int = option(10, "P = 10 [P §4]", low=1)
     train: FinetuneConfig = option(source="App. B CIFAR-10 recipe (SGD 0.1, momentum 0.9, wd 1e-4) [P]; cosine "
                                    f"annealing instead of steps is an {FXPRUNE_DEFAULT} [U]", factory=_train)
+    augment: bool = option(True, "App. B's CIFAR recipe: 4-pixel padded random crop and horizontal flip [P]; "
+                           "applies when data= is an fxprune ArrayDataset (fxprune builds the loader; a DataLoader "
+                           "of yours keeps its own augmentation)")
+    train_batch: int = option(128, "App. B: batch 128 [P]; applies when data= is an fxprune ArrayDataset", low=1)
     hidden: int = option(300, "actor, critics and decoder: 2 hidden layers of 300 [P §4]", low=4)
     lr_actor: float = option(1e-4, "[P §4]", low=0.0, low_open=True)
     lr_critic: float = option(1e-3, "[P §4]", low=0.0, low_open=True)

@@ -73,7 +73,7 @@ def align_loss(slices: list[tuple[torch.Tensor, int, torch.Tensor]], form: str =
     group lasso)."""
     total = None
     for w, d, idx in slices:
-        part = w.index_select(d, idx)
+        part = w.index_select(d, idx.to(w.device))
         if form == "per_layer":
             term = part.pow(2).sum().add(1e-12).sqrt()
         else:

@@ -136,3 +136,26 @@ def test_rollouts_land_just_under_the_budget(scope):
         ratio = ctx.alloc.ratio(counts)
         assert 0.5 * (1 - 0.03) <= ratio <= 0.5 + 1e-9, ratio
         assert ctx.alloc.keep_ratio(s.plan(counts, imp)) <= 0.5 + 1e-9
+
+
+@pytest.mark.parametrize("augment", [True, False])
+def test_an_array_dataset_trains_with_the_recipes_batch_and_augmentation(augment, tmp_path, monkeypatch):
+    from fxprune.data import ArrayDataset, ArrayLoader
+    from fxprune.search import trainer as trainer_mod
+
+    seen = []
+    real = trainer_mod.Trainer.train_epoch
+
+    def spy(self, **kw):
+        seen.append(self.data)
+        return real(self, **kw)
+
+    monkeypatch.setattr(trainer_mod.Trainer, "train_epoch", spy)
+    rng = np.random.default_rng(0)
+    ds = ArrayDataset(rng.integers(0, 256, (400, 16, 16, 3), dtype=np.uint8), np.arange(400) % 8)
+    fxprune.prune(scratch(), 0.5, policy="sac", data=ds, example_inputs=EXAMPLE, progress=False, n_reward=100,
+                  run_dir=tmp_path, policy_config={**CFG, "epochs": 2, "scope": "all", "augment": augment,
+                                                   "train_batch": 48, "bn_recalib": 0})
+    assert seen and all(isinstance(d, ArrayLoader) for d in seen)
+    assert {(d.batch_size, d.augment, d.shuffle) for d in seen} == {(48, augment, True)}
+    assert len(seen[0].ds) == 300  # the reward split stays out of training

@@ -1,0 +1,234 @@
+"""CIFAR-10 from scratch: ``sac`` (RLAL's joint train-and-prune) against dense training followed
+by ``global`` / ``uniform`` pruning, at equal total epochs, plus the paper's two ablations.
+
+    python benchmarks/cifar10_sac.py [--arch resnet20] [--epochs 30] [--finetune-epochs 5]
+        [--variants sac,dense,noz,noalign] [--seeds 0] [--device cpu]
+        [--rows benchmarks/results/cifar10_sac_rows.jsonl] [--render]
+
+Rows (the same data, recipe and total epochs E + F for each; test accuracy after the final epoch,
+no best-epoch selection):
+
+- (a) ``sac``: E joint train-and-prune epochs from a random initialisation, surgery on the best
+  policy's plan, F fine-tune epochs (all inside ``fxprune.prune(..., policy="sac")``);
+- (b) ``dense`` → ``global``: E epochs of dense training with the same recipe, ``global`` at the
+  same FLOPs budget, F fine-tune epochs; (c) the same dense model → ``uniform``;
+- (d) ``noz``: sac without the environment code (``env_code=False``: no GRU, no epoch embeddings);
+- (e) ``noalign``: sac without the alignment loss (``beta_align=0``).
+
+Recipe (RLAL App. B, CIFAR-10): SGD momentum 0.9, weight decay 1e-4, lr 0.1 with one cosine over
+the E epochs (the paper: steps at 100/150 of 200), then a fresh cosine from 0.1 over the F epochs;
+batch 128, flip + 4-pixel crop; cross-entropy. The reward split (``--n-reward`` balanced TRAIN
+images) is held out of training for every row. Every finished row is appended to ``--rows`` (one
+process per variant can share the file); the markdown is rendered from it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import fxprune
+from _common import mean_std, shared_data
+from fxprune.data import load_npz_folder, reward_split
+from fxprune.finetune import accuracy
+from fxprune.models import cifar_resnet
+from fxprune.search import DataSplits
+
+RECIPE = {"lr": 0.1, "lr_min": 0.0, "momentum": 0.9, "weight_decay": 1e-4, "warmup_ratio": 0.0}
+SAC = {"beta_align": 1e-3}  # policies.md §2.7: 1e-4 matters only over many epochs; short schedules use 1e-3
+VARIANTS = {"sac": {}, "noz": {"env_code": False}, "noalign": {"beta_align": 0.0}}
+LABEL = {"sac": "(a) sac", "global": "(b) dense → global", "uniform": "(c) dense → uniform",
+         "noz": "(d) sac without z (no GRU / epoch embeddings)", "noalign": "(e) sac without alignment",
+         "dense": "dense, unpruned (E + F epochs)"}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--arch", default="resnet20", choices=["resnet20", "resnet32", "resnet56"])
+    ap.add_argument("--budget", type=float, default=0.5)
+    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--finetune-epochs", type=int, default=5)
+    ap.add_argument("--variants", default="sac,dense,noz,noalign")
+    ap.add_argument("--seeds", default="0")
+    ap.add_argument("--n-reward", type=int, default=2000)
+    ap.add_argument("--train-images", type=int, default=0, help="0: all TRAIN images outside the reward split")
+    ap.add_argument("--sac-config", default="{}", help="JSON overrides of the sac options")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rows", default="benchmarks/results/cifar10_sac_rows.jsonl")
+    ap.add_argument("--render", action="store_true")
+    ap.add_argument("--out", default="benchmarks/results/cifar10_sac.md")
+    ap.add_argument("--smoke", action="store_true", help="a quick check of the script (numbers meaningless)")
+    args = ap.parse_args(argv)
+    if not args.render:
+        for seed in [int(s) for s in args.seeds.split(",")]:
+            for v in args.variants.split(","):
+                run(args, v, seed)
+    render(args)
+
+
+def data(args, seed: int, dev):
+    shared = shared_data()
+    train = load_npz_folder(shared / "cifar10", "train", normalize="cifar10")
+    test = load_npz_folder(shared / "cifar10", "test", normalize="cifar10")
+    if args.smoke:
+        train, test = train.subset(np.arange(1200)), test.subset(np.arange(300))
+    rest, reward = reward_split(train, args.n_reward if not args.smoke else 200, seed=0)
+    if args.train_images and args.train_images < len(rest):
+        rest = rest.subset(np.sort(np.random.default_rng(0).permutation(len(rest))[:args.train_images]))
+    loader = rest.loader(128, shuffle=True, augment=True, seed=seed, device=dev)
+    return rest, reward, loader, test.loader(1000, device=dev)
+
+
+def add_row(args, row: dict) -> None:
+    path = Path(args.rows)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        f.write(json.dumps(row) + "\n")
+    print({k: v for k, v in row.items() if k != "kept"}, flush=True)
+
+
+def run(args, variant: str, seed: int) -> None:
+    torch.set_num_threads(args.threads)
+    dev = None if args.device == "cpu" else torch.device(args.device)
+    depth = int(args.arch[len("resnet"):])
+    rest, reward, loader, test_loader = data(args, seed, dev)
+    e, f = (2, 1) if args.smoke else (args.epochs, args.finetune_epochs)
+    base = {"arch": args.arch, "seed": seed, "epochs": e, "finetune_epochs": f, "budget": args.budget,
+            "device": args.device, "torch": torch.__version__, "n_train": len(rest), "n_reward": len(reward)}
+    torch.manual_seed(seed)
+    model = cifar_resnet(depth).eval()
+    ex = (1, 3, 32, 32)
+    t0 = time.perf_counter()
+    if variant == "dense":
+        dense = fxprune.finetune(model, loader, epochs=e, device=dev, progress=False, **RECIPE).model
+        t_dense = time.perf_counter() - t0
+        acc_dense = accuracy(dense, test_loader)
+        cont = fxprune.finetune(dense, loader, epochs=f, device=dev, progress=False, **RECIPE).model
+        add_row(args, {**base, "variant": "dense", "acc": accuracy(cont, test_loader), "acc_after_e": acc_dense,
+                       "flops": 1.0, "params": 1.0, "wall_s": time.perf_counter() - t0})
+        for policy in ("global", "uniform"):
+            t = time.perf_counter()
+            res = fxprune.prune(dense.cpu(), args.budget, example_inputs=ex, policy=policy, importance="l1",
+                                progress=False)
+            acc0 = accuracy(res.model.to(dev or "cpu"), test_loader)
+            ft = fxprune.finetune(res.model, loader, epochs=f, device=dev, progress=False, **RECIPE).model
+            add_row(args, {**base, "variant": policy, "acc": accuracy(ft, test_loader), "acc_pruned": acc0,
+                           "acc_dense": acc_dense, "flops": res.report.flops_ratio, "params": res.report.params_ratio,
+                           "wall_s": t_dense + time.perf_counter() - t})
+        return
+    cfg = {**SAC, **VARIANTS[variant], **json.loads(args.sac_config), "epochs": e, "finetune_epochs": f}
+    if args.smoke:
+        cfg.update(episodes_per_epoch=2, updates_per_epoch=4, hidden=32, emb_dim=8, z_dim=8, batch=16)
+    res = fxprune.prune(model, args.budget, example_inputs=ex, policy="sac", progress=False, seed=seed, device=dev,
+                        data=DataSplits(train=loader, reward=reward), n_reward=len(reward), resume=False,
+                        run_dir=Path(tempfile.gettempdir()) / "fxprune-sac-runs" / f"{args.arch}-{variant}-{seed}",
+                        policy_config=cfg)
+    info = res.search["info"]
+    log = info["epoch_log"]
+    add_row(args, {**base, "variant": variant, "acc": accuracy(res.model.to(dev or "cpu"), test_loader),
+                   "flops": res.report.flops_ratio, "params": res.report.params_ratio,
+                   "wall_s": time.perf_counter() - t0, "best_reward": info["best_reward"],
+                   "best_epoch": info["best_epoch"], "evals": info["evaluations"],
+                   "removed_norm_ratio": info["removed_norm_ratio"], "config": cfg,
+                   "mean_reward": [x.get("mean_reward") for x in log], "best_so_far": [x.get("best_reward") for x in log],
+                   "decoder_mse": [x.get("decoder_mse") for x in log]})
+
+
+def render(args) -> None:
+    path = Path(args.rows)
+    rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.exists() else []
+    if not rows:
+        sys.exit(f"no rows in {path}")
+    out = Path(args.out)
+    lines = ["# CIFAR-10 from scratch: sac (RLAL) vs dense training + global / uniform, at equal epochs", "",
+             f"Command: `python {' '.join(sys.argv)}` (rows from `{path}`)  ",
+             "Recipe for every row (RLAL App. B): SGD momentum 0.9, weight decay 1e-4, lr 0.1 with one cosine over "
+             "the E joint/dense epochs, then a fresh cosine from 0.1 over the F fine-tune epochs; batch 128, flip + "
+             "4-pixel crop, cross-entropy. Test accuracy after the final epoch on all 10,000 test images (no "
+             "best-epoch selection). sac: 50% FLOPs, block interiors (the paper's scope), P = 10 episodes per "
+             "epoch, reward = accuracy of the pruned working copy on the held-out reward split after adaptive-BN "
+             f"recalibration (8 batches of 64), options {json.dumps(SAC)} (see the rows' configs).", ""]
+    for arch in sorted({r["arch"] for r in rows}):
+        ar = [r for r in rows if r["arch"] == arch]
+        s = ar[0]
+        lines += [f"## {arch}: E = {s['epochs']} + F = {s['finetune_epochs']} epochs, {s['n_train']:,} training "
+                  f"images, {s['n_reward']:,}-image reward split; device `{s['device']}`, torch {s['torch']}", "",
+                  "| row | seeds | test accuracy (mean ± std) | per seed | FLOPs kept | params kept | right after "
+                  "pruning | wall s (per seed) |", "|---|---:|---:|---|---:|---:|---:|---:|"]
+        by = {}
+        for v in ("sac", "global", "uniform", "noz", "noalign", "dense"):
+            rs = sorted((r for r in ar if r["variant"] == v), key=lambda r: r["seed"])
+            if not rs:
+                continue
+            by[v] = rs
+            accs = [r["acc"] for r in rs]
+            pruned = [r["acc_pruned"] for r in rs if "acc_pruned" in r]
+            lines.append(f"| {LABEL[v]} | {len(rs)} | **{mean_std(accs)}** | " + ", ".join(f"{a:.2%}" for a in accs)
+                         + f" | {np.mean([r['flops'] for r in rs]):.3f} | {np.mean([r['params'] for r in rs]):.3f} | "
+                         + (f"{np.mean(pruned):.2%}" if pruned else "-")
+                         + f" | {np.mean([r['wall_s'] for r in rs]):.0f} |")
+        lines += ["", "Targets:"]
+
+        def cmp(a: str, b: str, rel: str) -> None:
+            if a in by and b in by:
+                ma, mb = np.mean([r["acc"] for r in by[a]]), np.mean([r["acc"] for r in by[b]])
+                ok = ma >= mb if rel == ">=" else ma <= mb
+                lines.append(f"- {LABEL[a]} {ma:.2%} {rel} {LABEL[b]} {mb:.2%}: {'met' if ok else 'NOT met'} "
+                             f"({100 * (ma - mb):+.2f} points)")
+
+        cmp("sac", "global", ">=")
+        cmp("sac", "uniform", ">=")
+        cmp("noz", "sac", "<=")
+        cmp("noalign", "sac", "<=")
+        for v in ("sac", "noz", "noalign"):
+            for r in by.get(v, []):
+                lines.append(f"- {LABEL[v]}, seed {r['seed']}: best reward {r['best_reward']:.3f} at epoch "
+                             f"{r['best_epoch']}, {r['evals']} episodes scored, removed/kept channel norm before "
+                             f"surgery {r['removed_norm_ratio']:.3f}" if r.get("removed_norm_ratio") is not None
+                             else f"- {LABEL[v]}, seed {r['seed']}: best reward {r['best_reward']:.3f}")
+        if arch == "resnet56":
+            lines += ["", "Paper (RLAL Tab. 1, 200 + 200 epochs on all 50,000 TRAIN images): ResNet-56 93.41% dense "
+                      "→ 93.86% pruned at 50.0% FLOPs."]
+        lines.append("")
+        curves = [r for r in ar if r["variant"] in VARIANTS and r.get("best_so_far")]
+        if curves:
+            name = f"cifar10_sac_{arch}_rewards.png"
+            plot_rewards(curves, out.with_name(name))
+            lines += [f"![reward per epoch]({name})", ""]
+    out.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def plot_rewards(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    for r in rows:
+        ep = np.arange(1, len(r["mean_reward"]) + 1)
+        mean = np.array([np.nan if v is None else v for v in r["mean_reward"]], float)
+        best = np.array([np.nan if v is None or v < 0 else v for v in r["best_so_far"]], float)
+        lab = f"{LABEL[r['variant']]} s{r['seed']}"
+        axes[0].plot(ep, mean, ".-", lw=0.8, label=lab)
+        axes[1].plot(ep, best, "-", lw=1, label=lab)
+    axes[0].set_title("mean episode reward per epoch")
+    axes[1].set_title("best reward so far")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(str(path), dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
