@@ -257,12 +257,15 @@ def render(args, rows_path: Path) -> None:
                   "(cifar10_resnet56_jaccard.png)"]
     if out.with_name("cifar10_resnet56_ppo_reward_curve.png").exists():
         lines += ["", "![ppo reward curve](cifar10_resnet56_ppo_reward_curve.png)"]
+    notes = out.with_suffix(".notes.md")  # hand-written context kept beside the rendered table
+    if notes.exists():
+        lines += ["", notes.read_text().rstrip()]
     out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
 def targets(rows: list[dict]) -> list[str]:
-    by = {r["policy"]: r for r in rows if "long_epochs" not in r}
+    by = {r["policy"] if r["policy"] != "mcq" else r["name"]: r for r in rows}
     out = ["", "## Targets (mean of the fine-tune seeds; a win must also exceed one std)", ""]
 
     def vs(a: str, b: str, margin: float = 0.003) -> None:
@@ -278,8 +281,10 @@ def targets(rows: list[dict]) -> list[str]:
     vs("ppo", "global")
     vs("ppo", "random")
     vs("ppo", "ppo-nogae", margin=0.0)
-    for p in sorted(k for k in by if k.startswith("mcq") and not k.endswith("-plan")):
+    for p in sorted(k for k in by if k.startswith("mcq (")):
         vs(p, "global")
+    for p in sorted(k for k in by if k.endswith("-long") and k != "global-long"):
+        vs(p, "global-long")
     return out
 
 

@@ -202,6 +202,9 @@ def render(args) -> None:
             name = f"cifar10_sac_{arch}_rewards.png"
             plot_rewards(curves, out.with_name(name))
             lines += [f"![reward per epoch]({name})", ""]
+    notes = out.with_suffix(".notes.md")  # hand-written context kept beside the rendered table
+    if notes.exists():
+        lines += ["", notes.read_text().rstrip()]
     out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -34,8 +34,8 @@ class SearchConfig:
                             "evaluate_throughput.md) [U]",
                             choices=PRECISIONS)
     eval_mode: str = option("auto", f"{FXPRUNE_DEFAULT}: 'auto' scores the physically pruned network "
-                            "('compact') unless the model's forward is not one graph; 'masked' zeroes channels "
-                            "of one working copy [U]", choices=EVAL_MODES)
+                            "('compact') on a CPU and zeroes channels of one working copy ('masked') on a GPU, "
+                            "the faster of the two on each (scale_out.md) [U]", choices=EVAL_MODES)
     bn_recalib: int = option(8, f"{FXPRUNE_DEFAULT}: batches of a TRAIN calibration slice on which norm "
                              "statistics are re-estimated before a plan is scored (adaptive BN, EagleEye ECCV 2020); "
                              "0 scores with the original statistics (reward_fidelity.md) [U]", low=0)

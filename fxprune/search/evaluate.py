@@ -10,7 +10,10 @@ Two modes, the same metrics (to float rounding; the test suite checks it):
   without channel-mixing normalisation or attention). It runs the *whole* network per plan.
 - ``"compact"``: the physically pruned network is built from the working weights for each plan
   (surgery without validation, ``passes.surgery``) and scored; it costs what the pruned model costs.
-  ``"auto"`` (the searches' default) is compact.
+  ``"auto"`` (the searches' default) is compact on a CPU and masked on a GPU, the faster of the two
+  on each (``benchmarks/results/scale_out.md``: on an H200 building the compact network per plan
+  costs more host time than the masked forward saves; on a CPU compact is 2.5x faster). The
+  choice depends only on the device, so a seeded search repeats bit for bit.
 
 ``bn_recalib=N``: before a plan is scored, the running statistics of every norm layer are
 re-estimated on ``N`` batches of a calibration slice of the TRAIN data (disjoint from the reward
@@ -112,8 +115,8 @@ class Evaluator:
         if isinstance(bn_recalib, bool) or not isinstance(bn_recalib, int) or bn_recalib < 0:
             raise OptionError(f"bn_recalib={bn_recalib!r} must be an integer >= 0 (calibration batches)")
         self.graph, self.budget, self.precision = graph, budget, precision
-        self.mode = "compact" if mode == "auto" else mode
         self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.mode = ("masked" if self.device.type == "cuda" else "compact") if mode == "auto" else mode
         data_batches = batches(data, n_samples)
         xs = torch.cat([x for x, _ in data_batches])
         want = graph.input_shapes[0] if graph.input_shapes and isinstance(graph.input_shapes[0], list) else None

@@ -136,6 +136,7 @@ def test_cuda_end_to_end(policy, tmp_path):
     r = run(policy, tmp_path, device="cuda")
     assert r.report.flops_ratio <= 0.5 + 1e-9
     assert next(r.model.parameters()).device.type == "cpu"  # the pruned model comes back on the CPU
+    assert r.search["info"]["eval_mode"] == "masked"  # 'auto' is the faster mode on a GPU
 
 
 def test_backend_stats_count_plans_per_worker():

@@ -190,6 +190,14 @@ def test_compact_equals_masked(name):
         assert (a.flops, a.params) == (b.flops, b.params)
 
 
+@pytest.mark.parametrize("device", ["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+def test_auto_mode_is_the_faster_one_for_the_device(device):
+    graph = fxprune.analyze(cifar_resnet(20), (1, 3, 32, 32))
+    ev = Evaluator(graph, _data(32), n_samples=None, mode="auto", device=device)
+    assert ev.mode == {"cpu": "compact", "cuda": "masked"}[device]
+    assert Evaluator(graph, _data(32), n_samples=None, mode="masked", device=device).mode == "masked"
+
+
 def test_evaluate_many_equals_one_by_one():
     graph = fxprune.analyze(_randomize_bn(cifar_resnet(20)), (1, 3, 32, 32))
     data = _data(32)
