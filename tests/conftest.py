@@ -1,4 +1,6 @@
+import contextlib
 import os
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -18,6 +20,20 @@ def shared_data():
     if not (SHARED / "data").is_dir():
         pytest.skip("../shared/data is not present (developer-only data)")
     return SHARED / "data"
+
+
+@contextlib.contextmanager
+def exclusive(tag: str):
+    """One block with this ``tag`` at a time across processes (xdist workers): an flock in the
+    temp folder. For tests that need most of the machine's memory."""
+    import fcntl
+
+    with open(Path(tempfile.gettempdir()) / f"fxprune-tests-{tag}.lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def assert_dead_equivalent(check, tol=1e-4):
