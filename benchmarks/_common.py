@@ -25,6 +25,27 @@ def shared_data():
     return shared
 
 
+def read_rows(path) -> list[dict]:
+    """The rows of a benchmark's JSONL rows file (empty when there is none)."""
+    import json
+    from pathlib import Path
+
+    path = Path(path)
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.exists() else []
+
+
+def append_row(path, row: dict) -> None:
+    """Append one finished row to a JSONL rows file (several processes may share it: one line per
+    write, in append mode)."""
+    import json
+    from pathlib import Path
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
 def cifar_resnet56(threads: int, n_reward: int = 1000):
     """The CIFAR-10 ResNet-56 set-up of the ResNet-56 benchmarks: ``(model, test, rest, reward)``,
     where ``rest, reward`` split TRAIN (balanced reward subset, seed 0). Exits when

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 import fxprune
-from _common import FAIR, FAIR_TEXT, cifar_resnet56, fair_finetune, mean_std
+from _common import FAIR, FAIR_TEXT, append_row, cifar_resnet56, fair_finetune, mean_std, read_rows
 from fxprune.finetune import accuracy
 from fxprune.search import DataSplits
 
@@ -83,14 +83,8 @@ def main(argv=None):
     render(args, rows_path)
 
 
-def read_rows(path: Path) -> list[dict]:
-    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.exists() else []
-
-
 def add_row(path: Path, row: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
-        f.write(json.dumps(row) + "\n")
+    append_row(path, row)
     print({k: v for k, v in row.items() if k not in ("jaccard", "kept")}, flush=True)
 
 

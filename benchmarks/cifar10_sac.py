@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 import fxprune
-from _common import mean_std, shared_data
+from _common import append_row, mean_std, read_rows, shared_data
 from fxprune.data import load_npz_folder, reward_split
 from fxprune.finetune import accuracy
 from fxprune.models import cifar_resnet
@@ -87,11 +87,8 @@ def data(args, seed: int, dev):
 
 
 def add_row(args, row: dict) -> None:
-    path = Path(args.rows)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
-        f.write(json.dumps(row) + "\n")
-    print({k: v for k, v in row.items() if k != "kept"}, flush=True)
+    append_row(args.rows, row)
+    print(row, flush=True)
 
 
 def run(args, variant: str, seed: int) -> None:
@@ -143,7 +140,7 @@ def run(args, variant: str, seed: int) -> None:
 
 def render(args) -> None:
     path = Path(args.rows)
-    rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.exists() else []
+    rows = read_rows(path)
     if not rows:
         sys.exit(f"no rows in {path}")
     out = Path(args.out)

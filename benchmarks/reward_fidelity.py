@@ -18,7 +18,6 @@ accuracy. Writes benchmarks/results/reward_fidelity.md.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -28,7 +27,7 @@ import torch
 from scipy.stats import spearmanr
 
 import fxprune
-from _common import FAIR, FAIR_TEXT, cifar_resnet56, fair_finetune, random_ratio_plan
+from _common import FAIR, FAIR_TEXT, append_row, cifar_resnet56, fair_finetune, random_ratio_plan, read_rows
 from fxprune.data import reward_split
 from fxprune.importance import class_importance
 
@@ -49,14 +48,9 @@ def main(argv=None):
         FAIR["images"] = 256
     settings = {"recalib": args.recalib, "seed": args.seed, "device": args.device.split(":")[0]}
     rows_path = Path(args.rows)
-    done = {}
-    if rows_path.exists() and not args.fresh:
-        for line in rows_path.read_text().splitlines():
-            r = json.loads(line)
-            if r.pop("settings") == settings:
-                done[r["plan"]] = r
-    elif rows_path.exists():
+    if args.fresh and rows_path.exists():
         rows_path.unlink()
+    done = {r["plan"]: r for r in read_rows(rows_path) if r.pop("settings") == settings}
     ns = [int(v) for v in args.recalib.split(",")]
     model, test, rest, reward = cifar_resnet56(args.threads)
     dev = None if args.device == "cpu" else torch.device(args.device)
@@ -83,8 +77,7 @@ def main(argv=None):
         acc_ft = fair_finetune(pruned, rest, seed=0, test_loader=test_loader, device=dev)
         flops = graph.cost.flops(graph.keep_vector(plan.keep)) / graph.cost.full_flops
         rows.append({"plan": i, "flops": flops, "acc_ft": acc_ft, **{f"r{n}": s for n, s in scores.items()}})
-        with open(rows_path, "a") as f:
-            f.write(json.dumps({**rows[-1], "settings": settings}) + "\n")
+        append_row(rows_path, {**rows[-1], "settings": settings})
         print(f"plan {i}: FLOPs {flops:.3f}, scores {scores}, after fine-tune {acc_ft:.4f} "
               f"({time.perf_counter() - t0:.0f} s)", flush=True)
     write(args, ns, rows)

@@ -78,7 +78,7 @@ class ArrayLoader:
             raise FxpruneError(f"batch_size={batch_size!r} must be a positive integer")
         self.ds, self.batch_size, self.shuffle, self.augment = ds, batch_size, shuffle, augment
         self.seed, self.epoch = seed, 0
-        self.device = None if device is None else torch.device(device)
+        self.device = None if device is None else _check_device(device)
         self._resident: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     def _on_device(self):
@@ -113,6 +113,16 @@ class ArrayLoader:
             if self.augment:
                 x = _augment(x, rng)
             yield x, y
+
+
+def _check_device(device) -> torch.device:
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise FxpruneError(f"loader device={device!r} is not a torch device ({exc})") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise FxpruneError(f"loader device={device!r}: CUDA is not available on this machine")
+    return dev
 
 
 def _augment(x: torch.Tensor, rng: np.random.Generator, pad: int = 4) -> torch.Tensor:

@@ -125,3 +125,11 @@ def test_pretrained_resnet56_reproduces_accuracy(shared_data):
     acc = accuracy(m, test.subset(np.arange(2000)).loader(500))
     # 93.39% on all 10,000 test images (../shared/data/README.md); 2,000 images: within ~1.5 pt
     assert 0.915 < acc < 0.955
+
+
+@pytest.mark.parametrize("device, match", [("gpu0", "not a torch device"), (3.5, "not a torch device")]
+                         + ([] if torch.cuda.is_available() else [("cuda", "CUDA is not available")]))
+def test_loader_refuses_a_bad_device(device, match):
+    with pytest.raises(fxprune.FxpruneError, match=match):
+        _ds().loader(8, device=device)
+
