@@ -108,7 +108,7 @@ def run_search(pol: Any, graph, budget, opts: SearchOptions, *, importance: str,
     splits = as_splits(opts.data, opts.n_reward, seed, n_calib=cfg.bn_recalib * cfg.bn_batch, calib_batch=cfg.bn_batch)
     ev = Evaluator(graph, splits.reward, n_samples=opts.n_reward, batch_size=cfg.batch_size, device=opts.device,
                    budget=budget, precision=cfg.precision, mode=cfg.eval_mode, bn_recalib=cfg.bn_recalib,
-                   calibration=splits.calibration)
+                   calibration=splits.calibration, score=cfg.reward_score)
     key = {"graph": graph.signature(), "weights": _weights_checksum(graph.gm), "budget": budget.to_dict(),
            "policy": pol.name, "config": to_dict(cfg), "seed": seed, "importance": importance, "round_to": round_to,
            "max_prune_ratio": max_prune_ratio, "reward_data": ev.fingerprint(), "max_evals": opts.max_evals}
@@ -147,6 +147,7 @@ def run_search(pol: Any, graph, budget, opts: SearchOptions, *, importance: str,
     res.info.setdefault("plans_per_second", ev.plans_per_second)
     res.info.setdefault("bn_recalib", cfg.bn_recalib)
     res.info.setdefault("eval_mode", ev.mode)
+    res.info.setdefault("reward_score", ev.score)
     run.finish({"dropped": np.flatnonzero(res.keep < 0.5).tolist(), "info": res.info,
                 "plans_per_second": ev.plans_per_second}, state)
     return res, run, ev

@@ -156,7 +156,7 @@ class _Search:
             keeps = keeps[:max(self.rl.max_evals - self.rl.n_evals, 0)]
         out = []
         for keep, info, m in zip(keeps, infos, self.ev.evaluate_many(keeps) if keeps else []):
-            q = m.acc + self.alpha * (1 - m.flops_ratio) + self.beta * (1 - m.params_ratio)
+            q = m.score + self.alpha * (1 - m.flops_ratio) + self.beta * (1 - m.params_ratio)
             row = self.rl.log({**info, "reward": q, "acc": m.acc, "loss": m.loss, "flops_ratio": m.flops_ratio,
                                "params_ratio": m.params_ratio, "feasible": m.feasible, "seconds": m.seconds,
                                "bn_recalib": m.bn_recalib, "mode": m.mode})

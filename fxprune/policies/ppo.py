@@ -78,7 +78,7 @@ class PPOState:
     a_ref: float = 0.0
     c_ema: float = 1.0
     lam: float = 0.0
-    best_acc: float = -1.0
+    best_acc: float = -1.0  # the best feasible Metrics.score (the accuracy unless reward_score='likelihood')
     best_dropped: list = dataclasses.field(default_factory=list)
     batches: list = dataclasses.field(default_factory=list)  # per update: infeasible fraction, accuracy ...
 
@@ -208,7 +208,7 @@ class _Search:
         rewards, rows = [], []
         for i, (keep, c) in enumerate(zip(plans, costs)):
             m = metrics.get(i)
-            acc = m.acc if m is not None else None
+            acc = m.score if m is not None else None  # the reward's score (accuracy by default)
             if feasible[i] and m is None:  # over max_evals: not scored, no reward signal
                 r = 0.0
             elif self.cfg.reward == "lagrangian":
@@ -222,8 +222,8 @@ class _Search:
             if m is not None:
                 row.update(acc=m.acc, loss=m.loss, flops_ratio=m.flops_ratio, params_ratio=m.params_ratio,
                            seconds=m.seconds, bn_recalib=m.bn_recalib, mode=m.mode)
-                if m.acc > st.best_acc:
-                    st.best_acc, st.best_dropped = m.acc, np.flatnonzero(keep < 0.5).tolist()
+                if m.score > st.best_acc:
+                    st.best_acc, st.best_dropped = m.score, np.flatnonzero(keep < 0.5).tolist()
             rows.append(self.rl.log(row))
             rewards.append(r)
         return rewards, rows
@@ -280,12 +280,12 @@ class _Search:
             losses = self.pretrain()
             st = PPOState()
             m0 = self.ev.evaluate_many([self.uniform])[0]  # the reference accuracy starts at the uniform baseline's
-            self.rl.log({"kind": RowKind.BASELINE, "reward": m0.acc, "acc": m0.acc, "flops_ratio": m0.flops_ratio,
+            self.rl.log({"kind": RowKind.BASELINE, "reward": m0.score, "acc": m0.acc, "flops_ratio": m0.flops_ratio,
                          "params_ratio": m0.params_ratio, "feasible": m0.feasible, "bn_recalib": m0.bn_recalib,
                          "mode": m0.mode, "gae_loss": [losses[0], losses[-1]] if losses else None})
-            st.a_ref = m0.acc
+            st.a_ref = m0.score
             if m0.feasible:
-                st.best_acc, st.best_dropped = m0.acc, np.flatnonzero(self.uniform < 0.5).tolist()
+                st.best_acc, st.best_dropped = m0.score, np.flatnonzero(self.uniform < 0.5).tolist()
             return st
         st = PPOState(**ckpt.state)
         self.agent.load_state_dict(ckpt.modules["agent"])
@@ -351,10 +351,10 @@ class _Search:
         elif self.cfg.final_decode and not self.rl.exhausted:
             greedy = self.greedy()
             m = self.ev.evaluate_many([greedy])[0]
-            self.rl.log({"kind": RowKind.FINAL, "reward": m.acc, "acc": m.acc, "flops_ratio": m.flops_ratio,
+            self.rl.log({"kind": RowKind.FINAL, "reward": m.score, "acc": m.acc, "flops_ratio": m.flops_ratio,
                          "params_ratio": m.params_ratio, "feasible": m.feasible, "bn_recalib": m.bn_recalib,
                          "mode": m.mode, "decode": "greedy"})
-            if m.feasible and m.acc > st.best_acc:
+            if m.feasible and m.score > st.best_acc:
                 chosen, source = greedy, "greedy decode"
         chosen, repaired = self.alloc.repair(chosen)
         info = {"evaluations": self.rl.n_evals, "episodes": st.episodes, "updates": st.updates,

@@ -70,7 +70,7 @@ def random_counts(alloc: Allocation, rng: np.random.Generator, low: float = 0.15
 @dataclasses.dataclass
 class _State:
     drawn: int = 0  # candidates drawn (and scored, up to max_evals)
-    best_acc: float = -1.0
+    best_acc: float = -1.0  # the best feasible Metrics.score (the accuracy unless reward_score='likelihood')
     best_eval: int = -1
 
 
@@ -97,14 +97,14 @@ class RandomSearch:
                 n = min(n, rl.max_evals - rl.n_evals)
             plans = [alloc.keep_vector(random_counts(alloc, rng, cfg.low)) for _ in range(n)]
             for keep, m in zip(plans, ev.evaluate_many(plans)):
-                row = rl.log({"kind": RowKind.CANDIDATE, "candidate": st.drawn, "reward": m.acc, "acc": m.acc,
+                row = rl.log({"kind": RowKind.CANDIDATE, "candidate": st.drawn, "reward": m.score, "acc": m.acc,
                               "loss": m.loss, "flops_ratio": m.flops_ratio, "params_ratio": m.params_ratio,
                               "feasible": m.feasible, "seconds": m.seconds, "bn_recalib": m.bn_recalib,
                               "mode": m.mode})
                 st.drawn += 1
-                if m.feasible and m.acc > st.best_acc:
-                    st.best_acc, st.best_eval, best = m.acc, row["eval"], keep
-                    rl.log({"kind": RowKind.COMMIT, "of_eval": row["eval"], "reward": m.acc, "acc": m.acc,
+                if m.feasible and m.score > st.best_acc:
+                    st.best_acc, st.best_eval, best = m.score, row["eval"], keep
+                    rl.log({"kind": RowKind.COMMIT, "of_eval": row["eval"], "reward": m.score, "acc": m.acc,
                             "flops_ratio": m.flops_ratio})
             bar.update(n)
             bar.set_postfix(best=f"{st.best_acc:.3f}")

@@ -403,7 +403,7 @@ class _Search:
         metrics = self.ev.evaluate_many(plans) if plans else []
         rewards = []
         for traj, keep, m in zip(trajs, plans, metrics):
-            r = m.acc
+            r = m.score
             for j, (s, a) in enumerate(traj):
                 last = j == len(traj) - 1
                 self.buffer.add(s, [a], r, s if last else traj[j + 1][0], last, epoch=e)

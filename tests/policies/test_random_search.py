@@ -48,7 +48,21 @@ def test_the_search_scores_the_evaluations_asked_and_returns_the_best(tmp_path):
     assert ev.evaluate(r.plan).acc == pytest.approx(best["acc"])
 
 
+def test_the_likelihood_score_picks_the_plan_of_least_loss(tmp_path):
+    r = fxprune.prune(trained(), 0.5, policy="random", data=splits(), example_inputs=EXAMPLE, run_dir=tmp_path,
+                      policy_config={"evaluations": 10, "batch": 5, "bn_recalib": 0, "reward_score": "likelihood"},
+                      progress=False)
+    rows = [x for x in r.search["history"] if x["kind"] == "candidate"]
+    assert [x["reward"] for x in rows] == pytest.approx([np.exp(-x["loss"]) for x in rows], rel=1e-12)
+    best = min(rows, key=lambda x: x["loss"])
+    assert r.search["info"]["best_eval"] == best["eval"]
+    assert r.search["info"]["reward_score"] == "likelihood"
+
+
 def test_bad_options_are_named(tmp_path):
     with pytest.raises(fxprune.OptionError, match="evaluations"):
         fxprune.prune(trained(), 0.5, policy="random", data=splits(), example_inputs=EXAMPLE, run_dir=tmp_path,
                       policy_config={"evaluations": 0}, progress=False)
+    with pytest.raises(fxprune.OptionError, match="reward_score"):
+        fxprune.prune(trained(), 0.5, policy="random", data=splits(), example_inputs=EXAMPLE, run_dir=tmp_path,
+                      policy_config={"reward_score": "top5"}, progress=False)

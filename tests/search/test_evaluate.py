@@ -1,6 +1,7 @@
 """Masked evaluation == surgery: the metrics evaluate() reports for a plan equal those of the
 surgically pruned model on the same data, for random plans on several architectures."""
 import copy
+import math
 
 import pytest
 import torch
@@ -89,6 +90,20 @@ def test_user_model_untouched_and_distill_metric():
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k]), k
     assert ev.calls == 2 and ev.plans_per_second > 0
+
+
+@pytest.mark.parametrize("drop", [0.3, 0.6])
+def test_likelihood_score_is_exp_of_minus_the_surgery_loss(drop):
+    graph = fxprune.analyze(_randomize_bn(cifar_resnet(20)), (1, 3, 32, 32))
+    data = _data(32)
+    plan = random_plan(graph, seed=2, drop=drop)
+    acc_s, loss_s, _ = _surgery_metrics(graph, plan, data)
+    by_acc = Evaluator(graph, data, n_samples=None).evaluate(plan)
+    by_lik = Evaluator(graph, data, n_samples=None, score="likelihood").evaluate(plan)
+    assert by_acc.score == by_acc.acc == pytest.approx(acc_s)  # the default score is the accuracy
+    assert (by_lik.acc, by_lik.loss) == (by_acc.acc, by_acc.loss)
+    assert by_lik.score == pytest.approx(math.exp(-loss_s), rel=1e-5)
+    assert 0 < by_lik.score < 1
 
 
 def test_keep_vector_and_plan_agree():
@@ -231,6 +246,8 @@ def test_evaluator_bad_input():
     graph = fxprune.analyze(cifar_resnet(20).eval(), (1, 3, 32, 32))
     with pytest.raises(fxprune.OptionError, match="mode"):
         Evaluator(graph, _data(32), mode="fast")
+    with pytest.raises(fxprune.OptionError, match="unknown score 'top5'"):
+        Evaluator(graph, _data(32), score="top5")
     with pytest.raises(fxprune.OptionError, match="bn_recalib needs calibration"):
         Evaluator(graph, _data(32), bn_recalib=2)
     with pytest.raises(fxprune.OptionError, match="bn_recalib"):
