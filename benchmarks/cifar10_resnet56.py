@@ -7,7 +7,9 @@ search policies, every row then given the *same plain fine-tune* (the fair proto
 
 Rows: ``uniform``, ``global`` (baselines); ``ppo`` and ``ppo-nogae`` (the GAE ablation: a random
 encoder, ``gae_epochs=0``); ``random`` (random search given as many evaluations as the ``ppo`` row
-of the rows file used, unless ``--random-evals``); ``mcq`` runs ``INIT:BN_RECALIB`` each. Every
+of the rows file used, unless ``--random-evals``); ``mcq`` runs ``INIT:BN_RECALIB`` each. A search
+row with the suffix ``-lik`` (``random-lik``, ``ppo-lik``, ``mcq-lik``) maximises the likelihood
+score instead of the accuracy (``reward_score="likelihood"``, reward_fidelity.md). Every
 row reports the test accuracy right after pruning, after the fair fine-tune (mean ± std over the
 fine-tune seeds; all 10,000 test images, final step), FLOPs and params kept, ONNX Runtime latency
 (1 thread, batch 1, interleaved with the unpruned model), search wall time, evaluations and the
@@ -118,11 +120,12 @@ def run(args, rows_path: Path) -> None:
 
     runs = []
     for policy in [p for p in args.policies.split(",") if p]:
-        if policy == "mcq":
-            runs += [("mcq", *v.split(":")) for v in args.mcq.split(",")]
+        if policy.removesuffix("-lik") == "mcq":
+            runs += [(policy, *v.split(":")) for v in args.mcq.split(",")]
         else:
             runs.append((policy, None, None))
-    for policy, init, n in runs:
+    for row_policy, init, n in runs:
+        policy, lik = row_policy.removesuffix("-lik"), row_policy.endswith("-lik")
         kw, name, cfg = {}, NAMES.get(policy, policy), None
         if policy == "mcq":
             cfg = {**MCQ_CPU, **json.loads(args.mcq_config), "init": init, "bn_recalib": int(n)}
@@ -141,18 +144,20 @@ def run(args, rows_path: Path) -> None:
                     sys.exit("random: no ppo row in the rows file to match its evaluations; pass --random-evals")
                 evals = int(ppo_rows[-1]["evals"])
             cfg = {"evaluations": evals}
-            name = f"random search ({evals} evaluations, as many as ppo)"
+            name = f"random search ({evals} evaluations{'' if args.random_evals else ', as many as ppo'})"
+        if cfg is not None and lik:
+            cfg, name = {**cfg, "reward_score": "likelihood"}, f"{name}, likelihood reward"
         if cfg is not None:
             kw = {"data": DataSplits(train=rest.loader(128, shuffle=True, augment=True, seed=0, device=train_dev),
                                      reward=reward),
                   "policy_config": cfg, "resume": False, "seed": args.search_seed, "device": train_dev,
-                  "run_dir": tmp / f"run-{policy}-{init}-{n}"}
+                  "run_dir": tmp / f"run-{row_policy}-{init}-{n}"}
         t = time.perf_counter()
         res = fxprune.prune(model, args.budget, example_inputs=ex, policy="ppo" if policy == "ppo-nogae" else policy,
                             importance=args.importance, round_to=round_to, progress=False, **kw)
         search_s = time.perf_counter() - t
         pruned = res.model.to(dev)
-        row = {"name": name, "policy": policy, **setup, "flops": res.report.flops_ratio,
+        row = {"name": name, "policy": row_policy, **setup, "flops": res.report.flops_ratio,
                "params": res.report.params_ratio, "search_s": search_s, "acc_pruned": accuracy(pruned, test_loader)}
         pruned.cpu()
         if res.search:
@@ -163,17 +168,17 @@ def run(args, rows_path: Path) -> None:
             if res.search["info"].get("jaccard"):
                 row["jaccard"] = res.search["info"]["jaccard"]
             curve = Path(res.search["run_dir"]) / "reward_curve.png"
-            if policy == "ppo" and curve.exists():
+            if row_policy == "ppo" and curve.exists():
                 shutil.copyfile(curve, Path(args.out).with_name("cifar10_resnet56_ppo_reward_curve.png"))
         row["kept"] = {str(g.id): g.kept / g.size for g in res.report.groups if not g.pinned}
-        if policy == "ppo":
+        if row_policy == "ppo":
             res.plan.save(rows_path.with_name(rows_path.stem + "_ppo_plan.json"))
         row["ft"] = finetunes(res.model)
         row.update(latency(res.model))
         add_row(rows_path, row)
         if res.search and res.search["info"].get("trained"):  # the allocation alone, on the original weights
             alone = fxprune.apply_plan(model, res.plan, ex).model
-            add_row(rows_path, {"name": f"{name}: its plan, original weights", "policy": policy + "-plan", **setup,
+            add_row(rows_path, {"name": f"{name}: its plan, original weights", "policy": row_policy + "-plan", **setup,
                                 "flops": row["flops"], "params": row["params"],
                                 "acc_pruned": accuracy(alone.to(dev), test_loader), "ft": finetunes(alone.cpu())})
     if args.long_epochs:
@@ -208,6 +213,8 @@ def render(args, rows_path: Path) -> None:
         sys.exit(f"no rows in {rows_path}")
     s = rows[0]
     out = Path(args.out)
+    mcq_cfg = next((r["config"] for r in rows if r["policy"].startswith("mcq") and r.get("config")), MCQ_CPU)
+    mcq_cfg = {k: v for k, v in mcq_cfg.items() if k not in ("init", "bn_recalib", "reward_score")}
     lines = ["# CIFAR-10 ResNet-56: policies at 50% FLOPs under the fair fine-tune protocol", "",
              f"Command: `python {' '.join(sys.argv)}` (rows from `{rows_path}`)  ",
              f"torch {s['torch']}, device `{s['device']}`; importance `{s['importance']}` and channel rounding "
@@ -215,11 +222,12 @@ def render(args, rows_path: Path) -> None:
              f"(balanced, seed 0) are the reward split the searches score plans on; search seed {s['search_seed']}; "
              "accuracies are on all 10,000 test images.", "",
              f"Unpruned test accuracy: **{s['base_acc']:.2%}** (documented 93.39%).", "",
-             "mcq options: " + ", ".join(f"{k}={v}" for k, v in MCQ_CPU.items()) + " (CPU-sized; the rest at their "
+             "mcq options: " + ", ".join(f"{k}={v}" for k, v in mcq_cfg.items()) + " (CPU-sized; the rest at their "
              "defaults, `fxprune/policies/mcq_config.py`). mcq distils its working model between steps (RL-Pruner), "
              "so its own weights have had that training; the '… its plan, original weights' rows isolate its "
              "channel allocation. ppo at its defaults (`fxprune/policies/ppo_config.py`) unless the row's config "
-             "says otherwise. Reward: accuracy on the reward split after `bn_recalib` batches of adaptive-BN "
+             "says otherwise. Reward: accuracy (rows marked 'likelihood reward': exp(-cross-entropy), "
+             "`reward_score=\"likelihood\"`) on the reward split after `bn_recalib` batches of adaptive-BN "
              "recalibration (column), evaluation mode per row.", "",
              f"Fair protocol, the same for every row ({len(s['seeds'])} fine-tune seeds {s['seeds']}): {FAIR_TEXT}.",
              "", "| row | FLOPs kept | params kept | test acc right after pruning | after the fair fine-tune | "
@@ -249,7 +257,7 @@ def render(args, rows_path: Path) -> None:
         plot_jaccard(jac, out.with_name("cifar10_resnet56_jaccard.png"))
         lines += ["", "![Jaccard of the learned masks with the L1 masks per group, by depth]"
                   "(cifar10_resnet56_jaccard.png)"]
-    if out.with_name("cifar10_resnet56_ppo_reward_curve.png").exists():
+    if any(r["policy"] == "ppo" for r in rows) and out.with_name("cifar10_resnet56_ppo_reward_curve.png").exists():
         lines += ["", "![ppo reward curve](cifar10_resnet56_ppo_reward_curve.png)"]
     notes = out.with_suffix(".notes.md")  # hand-written context kept beside the rendered table
     if notes.exists():
@@ -259,7 +267,7 @@ def render(args, rows_path: Path) -> None:
 
 
 def targets(rows: list[dict]) -> list[str]:
-    by = {r["policy"] if r["policy"] != "mcq" else r["name"]: r for r in rows}
+    by = {r["name"] if r["policy"] in ("mcq", "mcq-lik") else r["policy"]: r for r in rows}
     out = ["", "## Targets (mean of the fine-tune seeds; a win must also exceed one std)", ""]
 
     def vs(a: str, b: str, margin: float = 0.003) -> None:
@@ -277,9 +285,12 @@ def targets(rows: list[dict]) -> list[str]:
     vs("ppo", "ppo-nogae", margin=0.0)
     for p in sorted(k for k in by if k.startswith("mcq (")):
         vs(p, "global")
+    lik = ", likelihood reward"
+    for p in ("random", "ppo", *sorted(k for k in by if k.startswith("mcq (") and not k.endswith(lik))):
+        vs(p + "-lik" if p in ("random", "ppo") else p + lik, p, margin=0.0)
     for p in sorted(k for k in by if k.endswith("-long") and k != "global-long"):
         vs(p, "global-long")
-    return out
+    return out if len(out) > 3 else []
 
 
 def plot_jaccard(rows: list[dict], path: Path) -> None:
