@@ -6,8 +6,6 @@
 source "$(dirname "$0")/common.sh"
 D=${DEADLINE:-480}; PE=${PPO_EPISODES:-600}; RE=${RANDOM_EVALS:-440}
 M=$RES/lik; mkdir -p $M
-PIDS=""
-job() { local name=$1; shift; ( timeout $D "$@" > $M/$name.log 2>&1; echo "$name rc=$? $(date +%T)" >> $M/rc.txt ) & PIDS="$PIDS $!"; }
 R56="python3 benchmarks/cifar10_resnet56.py --device ${DEV:-cuda} ${EXTRA:-} --threads 1 --rows $M/r56.jsonl --out $M/r56.md"
 job global $R56 --policies global
 job random $R56 --policies random --random-evals $RE
@@ -16,9 +14,4 @@ job ppo $R56 --policies ppo --ppo-config "{\"episodes\": $PE}"
 job ppo_lik $R56 --policies ppo-lik --ppo-config "{\"episodes\": $PE}"
 job mcq $R56 --policies mcq --mcq global:8
 job mcq_lik $R56 --policies mcq-lik --mcq global:8
-( while sleep 45; do snap; echo "$(date +%T) $(cat $M/rc.txt 2>/dev/null | wc -l) jobs done"; done ) &
-SNAP=$!
-wait $PIDS
-sleep 1; kill $SNAP 2>/dev/null
-cat $M/rc.txt; for f in $M/*.log; do echo "== $f"; tail -3 $f; done
-snap
+wait_jobs

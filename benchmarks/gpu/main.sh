@@ -4,8 +4,6 @@ source "$(dirname "$0")/common.sh"
 D=${DEADLINE:-450}; PE=${PPO_EPISODES:-2000}; SE=${SAC_EPOCHS:-30}; SS=${SAC_SEEDS:-0 1}; RE=${R56_SAC_EPOCHS:-30}
 LE=${LONG_EPOCHS:-15}; RP=${RF_PLANS:-32}
 M=$RES/main; mkdir -p $M
-PIDS=""
-job() { local name=$1; shift; ( timeout $D "$@" > $M/$name.log 2>&1; echo "$name rc=$? $(date +%T)" >> $M/rc.txt ) & PIDS="$PIDS $!"; }
 R56="python3 benchmarks/cifar10_resnet56.py --device ${DEV:-cuda} ${EXTRA:-} --threads 1 --rows $M/r56.jsonl --out $M/r56.md"
 job r56_ppo $R56 --policies uniform,global,ppo --ppo-config "{\"episodes\": $PE}"
 job r56_nogae $R56 --policies ppo-nogae --ppo-config "{\"episodes\": $PE}"
@@ -19,9 +17,4 @@ SAC="python3 benchmarks/cifar10_sac.py --device ${DEV:-cuda} ${EXTRA:-} --thread
 for s in $SS; do for v in sac dense noz noalign; do job sac_${v}_$s $SAC --variants $v --seeds $s; done; done
 job sac56_sac python3 benchmarks/cifar10_sac.py --arch resnet56 --device ${DEV:-cuda} ${EXTRA:-} --threads 1 --rows $M/sac.jsonl --out $M/sac.md --epochs $RE --variants sac
 job sac56_dense python3 benchmarks/cifar10_sac.py --arch resnet56 --device ${DEV:-cuda} ${EXTRA:-} --threads 1 --rows $M/sac.jsonl --out $M/sac.md --epochs $RE --variants dense
-( while sleep 45; do snap; echo "$(date +%T) $(cat $M/rc.txt 2>/dev/null | wc -l) jobs done; $(nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader)"; done ) &
-SNAP=$!
-wait $PIDS
-sleep 1; kill $SNAP 2>/dev/null
-cat $M/rc.txt; for f in $M/*.log; do echo "== $f"; tail -3 $f; done
-snap
+wait_jobs
