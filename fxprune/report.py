@@ -169,8 +169,8 @@ class Report:
             if info.get("updates") is not None:
                 out[-1] = out[-1].replace(f"{len(info.get('steps', []))} steps", f"{info.get('episodes')} episodes, "
                                           f"{info['updates']} policy updates")
-                out += ["", f"The plan kept is the {info.get('chosen', '?')} (best sampled reward-split accuracy "
-                        f"{info.get('best_sampled_acc', float('nan')):.4f})."]
+                out += ["", f"The plan kept is the {info.get('chosen', '?')} (best sampled reward-split score "
+                        f"{info.get('best_sampled_score', float('nan')):.4f})."]
         if self.regions:
             out += ["", "## Traced parts", "", f"The model's forward is not traceable ({self.untraced}); FLOPs and "
                     "the budget count the parts that are, which were pruned inside: "

@@ -35,7 +35,7 @@ from ..search.runlog import RowKind
 from .base import PolicyContext, PolicyResult, register_policy
 from .ppo_config import PPOConfig
 from .ppo_math import (Competition, bernoulli_entropy, bernoulli_logprob, clipped_surrogate, executed_mask, jaccard,
-                       lagrangian, normalise, self_competition)
+                       lagrangian, normalise, rank_prior, self_competition)
 
 log = logging.getLogger(__name__)
 
@@ -44,21 +44,25 @@ class Agent(nn.Module):
     """GAT encoder + Bernoulli keep head per channel + value head."""
 
     def __init__(self, feat_dim: int, chan_dim: int, chunks: int, hidden: int, k0: float, seed: int,
-                 channel_nodes: bool = False):
+                 channel_nodes: bool = False, sharpness: float | None = None):
         super().__init__()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.encoder = GraphEncoder(feat_dim, hidden=hidden, seed=seed)
             extra = hidden if channel_nodes else 0
-            self.actor = BernoulliHead(hidden + extra + chan_dim + 2 * hidden + chunks, hidden, k0)
+            # with a rank prior the prior carries the keep ratio and the head starts at logit 0
+            self.actor = BernoulliHead(hidden + extra + chan_dim + 2 * hidden + chunks, hidden,
+                                       k0 if sharpness is None else 0.5)
             self.critic = mlp([2 * hidden + 1 + chunks, hidden, hidden, 1])
+        # the prior's slope is learned (in log space, so it stays positive)
+        self.log_sharpness = None if sharpness is None else nn.Parameter(torch.tensor(float(np.log(sharpness))))
         self.chunks, self.channel_nodes = chunks, channel_nodes
 
     def forward(self, feats, chan: torch.Tensor, group_of: torch.Tensor, t: int, cost: float,
-                nodes: torch.Tensor | None = None):
+                nodes: torch.Tensor | None = None, prior: torch.Tensor | None = None):
         """Logits of the channels ``chan`` (rows: channel features; ``group_of``: their group ids;
-        ``nodes``: their graph nodes in the channel-granularity graph) decided at chunk ``t``, and
-        the state value."""
+        ``nodes``: their graph nodes in the channel-granularity graph; ``prior``: their rank prior,
+        ``ppo_math.rank_prior``) decided at chunk ``t``, and the state value."""
         enc = self.encoder(feats)
         onehot = torch.zeros(self.chunks)
         onehot[t] = 1.0
@@ -66,7 +70,10 @@ class Agent(nn.Module):
         own = [enc.node[nodes]] if self.channel_nodes else []
         inp = torch.cat([enc.group[group_of], *own, chan, enc.graph.expand(n, -1), onehot.expand(n, -1)], 1)
         value = self.critic(torch.cat([enc.graph, torch.tensor([float(cost)], dtype=torch.float32), onehot]))
-        return self.actor(inp), value.squeeze(-1)
+        logits = self.actor(inp)
+        if self.log_sharpness is not None:
+            logits = logits + self.log_sharpness.exp() * prior
+        return logits, value.squeeze(-1)
 
 
 @dataclasses.dataclass
@@ -78,7 +85,7 @@ class PPOState:
     a_ref: float = 0.0
     c_ema: float = 1.0
     lam: float = 0.0
-    best_acc: float = -1.0  # the best feasible Metrics.score (the accuracy unless reward_score='likelihood')
+    best_acc: float = -1.0  # the best feasible Metrics.score (reward_score: the likelihood by default)
     best_dropped: list = dataclasses.field(default_factory=list)
     batches: list = dataclasses.field(default_factory=list)  # per update: infeasible fraction, accuracy ...
 
@@ -120,6 +127,13 @@ class _Search:
         return executed_mask(keep, logits_full, self.classes, sub_floor, self.ctx.multiples[self.gids],
                              self.ctx.sizes[self.gids])
 
+    def reference_counts(self, name: str) -> np.ndarray:
+        """Channels per group of the baseline policy ``name`` at this budget (the rank prior's centre)."""
+        from .global_rank import GlobalRank
+        from .uniform import Uniform
+
+        return np.asarray({"uniform": Uniform, "global": GlobalRank}[name]().run(self.ctx), np.int64)
+
     def uniform_keep(self) -> tuple[float, np.ndarray]:
         from .uniform import Uniform
 
@@ -145,7 +159,12 @@ class _Search:
         # channel nodes follow the op and group nodes, whatever the plan: their indices are fixed
         self.nodes = torch.arange(self.static.num_nodes, self.static.num_nodes + g.n_classes)
         feat_dim = self.graph_of(self.static).x.shape[1]
-        self.agent = Agent(feat_dim, self.chan.shape[1], cfg.chunks, cfg.hidden, k0, ctx.seed, self.chan_nodes)
+        self.prior = None
+        if cfg.keep_init != "bias":
+            ref = self.reference_counts(cfg.keep_init)
+            self.prior = torch.from_numpy(rank_prior(ctx.rank, g.group_of_class, ref, ctx.sizes)).float()
+        self.agent = Agent(feat_dim, self.chan.shape[1], cfg.chunks, cfg.hidden, k0, ctx.seed, self.chan_nodes,
+                           None if self.prior is None else cfg.rank_sharpness)
         self.opt = torch.optim.Adam(self.agent.parameters(), lr=cfg.lr, eps=1e-5)
 
     def pretrain(self) -> list[float]:
@@ -173,7 +192,8 @@ class _Search:
         cls = self.chunk_classes[t]
         feats = self.graph_of(self.static.with_plan(keep, self.ev.model) if t else self.static)
         nodes = self.nodes[cls] if self.chan_nodes else None
-        return self.agent(feats, self.chan[cls], self.group_of[cls], t, self.cost_ratio(keep), nodes)
+        prior = None if self.prior is None else self.prior[cls]
+        return self.agent(feats, self.chan[cls], self.group_of[cls], t, self.cost_ratio(keep), nodes, prior)
 
     @torch.no_grad()
     def sample_batch(self, n: int) -> tuple[list[np.ndarray], list[np.ndarray], RolloutBuffer]:
@@ -203,12 +223,12 @@ class _Search:
         feasible = [c <= self.budget + 1e-9 for c in costs]
         idx = [i for i, f in enumerate(feasible) if f]
         if self.rl.max_evals is not None:
-            idx = idx[:max(self.rl.max_evals - self.rl.n_evals, 0)]
+            idx = idx[:self.room()]
         metrics = dict(zip(idx, self.ev.evaluate_many([plans[i] for i in idx]) if idx else []))
         rewards, rows = [], []
         for i, (keep, c) in enumerate(zip(plans, costs)):
             m = metrics.get(i)
-            acc = m.score if m is not None else None  # the reward's score (accuracy by default)
+            acc = m.score if m is not None else None  # the reward's score term (reward_score)
             if feasible[i] and m is None:  # over max_evals: not scored, no reward signal
                 r = 0.0
             elif self.cfg.reward == "lagrangian":
@@ -220,13 +240,17 @@ class _Search:
             row = {"kind": RowKind.CANDIDATE if m is not None else RowKind.SCREENED, "episode": st.episodes + i,
                    "batch": batch, "reward": r, "cost_ratio": c, "feasible": bool(feasible[i])}
             if m is not None:
-                row.update(acc=m.acc, loss=m.loss, flops_ratio=m.flops_ratio, params_ratio=m.params_ratio,
-                           seconds=m.seconds, bn_recalib=m.bn_recalib, mode=m.mode)
+                row.update(score=m.score, acc=m.acc, loss=m.loss, flops_ratio=m.flops_ratio,
+                           params_ratio=m.params_ratio, seconds=m.seconds, bn_recalib=m.bn_recalib, mode=m.mode)
                 if m.score > st.best_acc:
                     st.best_acc, st.best_dropped = m.score, np.flatnonzero(keep < 0.5).tolist()
             rows.append(self.rl.log(row))
             rewards.append(r)
         return rewards, rows
+
+    def room(self) -> int:
+        """Evaluations left for sampled plans under ``max_evals``: one stays for the final greedy decode."""
+        return max(self.rl.max_evals - self.rl.n_evals - int(self.cfg.final_decode), 0)
 
     # ---- learning -----------------------------------------------------------------------------------
     def update(self, buf: RolloutBuffer) -> dict[str, float]:
@@ -280,9 +304,10 @@ class _Search:
             losses = self.pretrain()
             st = PPOState()
             m0 = self.ev.evaluate_many([self.uniform])[0]  # the reference accuracy starts at the uniform baseline's
-            self.rl.log({"kind": RowKind.BASELINE, "reward": m0.score, "acc": m0.acc, "flops_ratio": m0.flops_ratio,
-                         "params_ratio": m0.params_ratio, "feasible": m0.feasible, "bn_recalib": m0.bn_recalib,
-                         "mode": m0.mode, "gae_loss": [losses[0], losses[-1]] if losses else None})
+            self.rl.log({"kind": RowKind.BASELINE, "reward": m0.score, "score": m0.score, "acc": m0.acc,
+                         "flops_ratio": m0.flops_ratio, "params_ratio": m0.params_ratio, "feasible": m0.feasible,
+                         "bn_recalib": m0.bn_recalib, "mode": m0.mode,
+                         "gae_loss": [losses[0], losses[-1]] if losses else None})
             st.a_ref = m0.score
             if m0.feasible:
                 st.best_acc, st.best_dropped = m0.score, np.flatnonzero(self.uniform < 0.5).tolist()
@@ -300,7 +325,7 @@ class _Search:
         cfg, ctx = self.cfg, self.ctx
         st = self.start()
         bar = tqdm(total=cfg.episodes, initial=st.episodes, desc="ppo", unit="episode", disable=not ctx.progress)
-        while st.episodes < cfg.episodes and not self.rl.exhausted:
+        while st.episodes < cfg.episodes and (self.rl.max_evals is None or self.room() > 0):
             n = min(cfg.batch_episodes, cfg.episodes - st.episodes)
             plans, _, buf = self.sample_batch(n)
             rewards, rows = self.rewards(plans, st, st.updates)
@@ -351,14 +376,14 @@ class _Search:
         elif self.cfg.final_decode and not self.rl.exhausted:
             greedy = self.greedy()
             m = self.ev.evaluate_many([greedy])[0]
-            self.rl.log({"kind": RowKind.FINAL, "reward": m.score, "acc": m.acc, "flops_ratio": m.flops_ratio,
-                         "params_ratio": m.params_ratio, "feasible": m.feasible, "bn_recalib": m.bn_recalib,
-                         "mode": m.mode, "decode": "greedy"})
+            self.rl.log({"kind": RowKind.FINAL, "reward": m.score, "score": m.score, "acc": m.acc,
+                         "flops_ratio": m.flops_ratio, "params_ratio": m.params_ratio, "feasible": m.feasible,
+                         "bn_recalib": m.bn_recalib, "mode": m.mode, "decode": "greedy"})
             if m.feasible and m.score > st.best_acc:
                 chosen, source = greedy, "greedy decode"
         chosen, repaired = self.alloc.repair(chosen)
         info = {"evaluations": self.rl.n_evals, "episodes": st.episodes, "updates": st.updates,
-                "best_sampled_acc": st.best_acc, "chosen": source, "repaired": repaired, "batches": st.batches,
+                "best_sampled_score": st.best_acc, "chosen": source, "repaired": repaired, "batches": st.batches,
                 "jaccard": self.jaccard(chosen), "config": described(self.cfg)}
         return chosen, info
 

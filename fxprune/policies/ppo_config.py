@@ -37,6 +37,12 @@ class PPOConfig(SearchConfig):
     granularity: str = option("features", f"{U}: 'features' reads per-channel features next to the group "
                               "embedding; 'channel' adds one graph node per channel (policies.md §3.5: for small "
                               "models) and the actor reads its embedding too", choices=("features", "channel"))
+    keep_init: str = option("bias", f"{U}: 'bias' starts the keep head at one bias, the uniform baseline's keep "
+                            "ratio (policies.md §3.2); 'uniform' and 'global' add a prior on each channel's "
+                            "importance rank that makes the first greedy decode that baseline's plan, so the "
+                            "samples explore around it", choices=("bias", "uniform", "global"))
+    rank_sharpness: float = option(10.0, f"{U}: initial slope of the rank prior (logit per group width of "
+                                   "rank; learned)", low=0.0, low_open=True)
     hidden: int = option(64, f"{U}: GAT width (3 GATv2 layers, 4 heads)", low=4)
     gae_epochs: int = option(200, f"{U}: graph-autoencoder pretraining epochs (0 switches it off, the ablation); "
                              "the pretraining itself is the paper's [S]", low=0)

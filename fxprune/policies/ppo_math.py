@@ -93,3 +93,12 @@ def jaccard(a: np.ndarray, b: np.ndarray) -> float:
     a, b = a > 0.5, b > 0.5
     union = int((a | b).sum())
     return 1.0 if union == 0 else int((a & b).sum()) / union
+
+
+def rank_prior(rank: np.ndarray, group_of: np.ndarray, counts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """Per channel, ``(k_g - 1/2 - r_c) / C_g``: positive exactly for the ``k_g`` most important
+    channels of its group ``g`` (``r_c``: the channel's importance rank in its group, 0 = most
+    important; ``C_g``: the group's size), in units of the group's width, so that a slope ``s``
+    times it is a logit whose sign is the reference plan with ``counts`` channels per group."""
+    k, c = counts[group_of].astype(np.float64), np.maximum(sizes[group_of], 1).astype(np.float64)
+    return (k - 0.5 - rank) / c

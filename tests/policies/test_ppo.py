@@ -78,13 +78,15 @@ def test_update_rows_summarise_each_batch(recorded):
 def test_the_chosen_plan_is_the_best_scored_one(recorded):
     r, _ = recorded
     info, rows = r.search["info"], r.search["history"]
-    best = max(x["acc"] for x in rows if x["kind"] in ("candidate", "baseline") and x.get("feasible"))
-    assert info["best_sampled_acc"] == pytest.approx(best)
+    scored = [x for x in rows if x["kind"] in ("candidate", "baseline", "final")]
+    assert scored and all(x["score"] == pytest.approx(np.exp(-x["loss"])) for x in scored if "loss" in x)  # likelihood
+    best = max(x["score"] for x in scored if x["kind"] != "final" and x.get("feasible"))
+    assert info["best_sampled_score"] == pytest.approx(best)
     greedy = [x for x in rows if x["kind"] == "final"]
     if info["chosen"] == "greedy decode":
-        assert greedy and greedy[0]["acc"] > best
+        assert greedy and greedy[0]["score"] > best
     else:
-        assert info["chosen"] == "best sampled plan" and (not greedy or greedy[0]["acc"] <= best
+        assert info["chosen"] == "best sampled plan" and (not greedy or greedy[0]["score"] <= best
                                                           or not greedy[0]["feasible"])
     assert r.report.flops_ratio <= 0.5 + 1e-9
 
@@ -103,7 +105,8 @@ def test_report_shows_jaccard_per_group_and_the_plots(recorded, tmp_path):
 
 
 @pytest.mark.parametrize("cfg", [{"gae_epochs": 0}, {"reward": "lagrangian"}, {"chunks": 2}, {"granularity": "channel"},
-                                 {"baseline": "best", "final_decode": False}])
+                                 {"baseline": "best", "final_decode": False}, {"keep_init": "global"},
+                                 {"keep_init": "uniform", "chunks": 2}])
 def test_options_run_and_meet_the_budget(cfg, tmp_path):
     r = prune(tmp_path, **cfg)
     assert r.report.flops_ratio <= 0.5 + 1e-9
@@ -124,3 +127,35 @@ def test_the_policy_learns_to_meet_a_tight_budget(tmp_path):
     ups = [x["infeasible_fraction"] for x in r.search["history"] if x["kind"] == "update"]
     assert np.mean(ups[:2]) >= 0.4, ups
     assert np.mean(ups[-3:]) <= 0.5 * np.mean(ups[:2]), ups
+
+
+@pytest.mark.parametrize("init", ["uniform", "global"])
+def test_the_rank_prior_starts_the_greedy_decode_at_the_baselines_plan(init, tmp_path, monkeypatch):
+    """keep_init='uniform'/'global': before learning (a vanishing learning rate), the greedy decode
+    is that baseline's plan, and the samples scatter around it."""
+    from fxprune.policies.global_rank import GlobalRank
+    from fxprune.policies.uniform import Uniform
+
+    seen, real = [], ppo_mod._Search.greedy
+
+    def greedy(self):
+        out = real(self)
+        seen.append((out, self))
+        return out
+
+    monkeypatch.setattr(ppo_mod._Search, "greedy", greedy)
+    r = prune(tmp_path, keep_init=init, lr=1e-12, episodes=16)
+    keep, s = seen[-1]
+    ref = s.ctx.keep_vector(np.asarray({"uniform": Uniform, "global": GlobalRank}[init]().run(s.ctx)))
+    np.testing.assert_array_equal(keep, ref)
+    sampled = [x for x in r.search["history"] if x["kind"] in ("candidate", "screened")]
+    assert len({round(x["cost_ratio"], 6) for x in sampled}) > 1, "the samples should differ from each other"
+    assert r.search["info"]["config"]["keep_init"]["value"] == init
+
+
+def test_max_evals_keeps_one_evaluation_for_the_greedy_decode(tmp_path):
+    r = fxprune.prune(trained(), 0.5, policy="ppo", data=splits(), example_inputs=EXAMPLE, progress=False,
+                      run_dir=tmp_path, policy_config={**CFG, "episodes": 200}, max_evals=9)
+    rows = r.search["history"]
+    assert r.search["evaluations"] == 9 and r.search["info"]["episodes"] < 200
+    assert [x["kind"] for x in rows if x["kind"] in ("baseline", "candidate", "final")][-1] == "final"

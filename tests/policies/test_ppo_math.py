@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from fxprune.policies.ppo_math import (Competition, bernoulli_entropy, bernoulli_logprob, clipped_surrogate,
-                                       executed_mask, jaccard, lagrangian, normalise, self_competition)
+                                       executed_mask, jaccard, lagrangian, normalise, self_competition, rank_prior)
 from fxprune.search.buffers import ReplayBuffer, RolloutBuffer, gae
 from fxprune.search.heads import BernoulliHead, TanhGaussian
 
@@ -205,3 +205,18 @@ def test_ppo_math_solves_a_toy_mask_problem():
     learned = (logits > 0).long()
     assert torch.equal(learned, target), logits
     assert float(torch.sigmoid(logits)[target == 1].min()) > 0.8
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_rank_prior_is_positive_exactly_on_the_reference_plan(seed):
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(1, 20, 6)
+    group_of = np.repeat(np.arange(6), sizes)
+    rank = np.concatenate([rng.permutation(n) for n in sizes])
+    counts = np.array([rng.integers(0, n + 1) for n in sizes])
+    prior = rank_prior(rank, group_of, counts, sizes)
+    np.testing.assert_array_equal(prior > 0, rank < counts[group_of])
+    # in units of the group's width: neighbours in rank are 1/C_g apart
+    for g in range(6):
+        p = np.sort(prior[group_of == g])
+        np.testing.assert_allclose(np.diff(p), 1.0 / sizes[g])
