@@ -10,7 +10,9 @@ import fxprune
 from fxprune.search import Evaluator
 from tests.policies.tiny_task import EXAMPLE, splits, trained
 
-FAST = {"samples": 6, "rounds": 2, "step_ratio": 0.1}
+# RL-Pruner's own set-up (its starting distribution, distillation between steps), on a small scale;
+# tests of fxprune's defaults (init "global", no distillation) say so
+FAST = {"samples": 6, "rounds": 2, "step_ratio": 0.1, "init": "size", "kd": True, "reward_score": "accuracy"}
 
 
 def run(tmp_path, name="run", **kw):
@@ -201,3 +203,21 @@ def test_a_plain_loader_works_as_data(tmp_path):
     r = fxprune.prune(trained(), 0.5, policy="mcq", data=loader, n_reward=256, example_inputs=EXAMPLE,
                       run_dir=tmp_path / "plain", policy_config={**FAST, "kd_max_steps": 2}, progress=False)
     assert r.report.flops_ratio <= 0.5 + 1e-9 and r.search["evaluations"] > 1
+
+
+def test_the_defaults_start_from_global_and_leave_the_weights_alone(tmp_path):
+    """fxprune's defaults (not RL-Pruner's): init "global", no distillation, the likelihood score;
+    the report says they are fxprune defaults, and the pruned model is the plan on the original
+    weights (up to the norm statistics the final recalibration re-estimates)."""
+    cfg = {k: v for k, v in FAST.items() if k not in ("init", "kd", "reward_score")}
+    r = fxprune.prune(trained(), 0.5, policy="mcq", data=splits(), example_inputs=EXAMPLE, run_dir=tmp_path,
+                      policy_config=cfg, progress=False, round_to=1)
+    opts = r.search["info"]["config"]
+    values = (opts["init"]["value"], opts["kd"]["value"], opts["reward_score"]["value"])
+    assert values == ("global", False, "likelihood")
+    assert all("fxprune default" in opts[k]["source"] for k in ("init", "kd", "reward_score"))
+    assert not r.search["info"]["trained"] and not any("acc_after_kd" in s for s in r.search["info"]["steps"])
+    plain = fxprune.apply_plan(trained(), r.plan, EXAMPLE).model
+    conv = {k: v for k, v in r.model.state_dict().items() if "running" not in k and "num_batches" not in k}
+    for k, v in conv.items():
+        torch.testing.assert_close(v, plain.state_dict()[k])

@@ -35,7 +35,8 @@ def test_random_plans_meet_the_budget_tightly(budget, metric):
 
 def test_the_search_scores_the_evaluations_asked_and_returns_the_best(tmp_path):
     r = fxprune.prune(trained(), 0.5, policy="random", data=splits(), example_inputs=EXAMPLE, run_dir=tmp_path,
-                      policy_config={"evaluations": 10, "batch": 3, "bn_recalib": 0}, progress=False)
+                      policy_config={"evaluations": 10, "batch": 3, "bn_recalib": 0, "reward_score": "accuracy"},
+                      progress=False)
     rows = [x for x in r.search["history"] if x["kind"] == "candidate"]
     assert len(rows) == 10 == r.search["evaluations"]
     best = max(rows, key=lambda x: x["acc"])

@@ -18,7 +18,8 @@ from tests.policies.tiny_task import EXAMPLE, splits, trained
 
 ROOT = Path(__file__).resolve().parents[2]
 # every registered search policy, with options that keep it to seconds on the tiny task
-FAST = {"mcq": {"samples": 4, "rounds": 1, "step_ratio": 0.15, "kd_max_steps": 2},
+# mcq distils (kd) here: a search that trains is the harder resume
+FAST = {"mcq": {"samples": 4, "rounds": 1, "step_ratio": 0.15, "kd": True, "kd_max_steps": 2},
         "random": {"evaluations": 12, "batch": 4},
         "ppo": {"episodes": 24, "batch_episodes": 8, "gae_epochs": 4, "ppo_epochs": 2},
         "sac": {"epochs": 6, "finetune_epochs": 1, "episodes_per_epoch": 3, "hidden": 32, "emb_dim": 8, "z_dim": 8,
