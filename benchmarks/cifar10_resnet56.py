@@ -40,6 +40,7 @@ import torch
 import fxprune
 from _common import FAIR, FAIR_TEXT, append_row, cifar_resnet56, fair_finetune, mean_std, read_rows
 from fxprune.finetune import accuracy
+from fxprune.policies.mcq_config import MCQConfig
 from fxprune.search import DataSplits
 
 MCQ_CPU = {"samples": 10, "rounds": 2, "depth": 1, "step_ratio": 0.05, "kd_max_steps": 40, "batch_size": 500,
@@ -55,6 +56,8 @@ def main(argv=None):
     ap.add_argument("--mcq", default="global:8,size:8,global:0,size:0", help="INIT:BN_RECALIB runs of mcq")
     ap.add_argument("--mcq-config", default="{}", help="JSON overrides of the mcq options")
     ap.add_argument("--ppo-config", default="{}", help="JSON overrides of the ppo options")
+    ap.add_argument("--ppo-evals", type=int, default=None, help="cap ppo's evaluations (max_evals; e.g. the random "
+                    "row's); default: its episodes decide")
     ap.add_argument("--random-evals", type=int, default=None, help="default: the ppo row's evaluations")
     ap.add_argument("--wait-ppo", type=float, default=0.0, help="random: wait this long for another process's ppo row")
     ap.add_argument("--seeds", default="0,1,2", help="fine-tune seeds of the fair protocol")
@@ -129,9 +132,11 @@ def run(args, rows_path: Path) -> None:
         kw, name, cfg = {}, NAMES.get(policy, policy), None
         if policy == "mcq":
             cfg = {**MCQ_CPU, **json.loads(args.mcq_config), "init": init, "bn_recalib": int(n)}
-            name = f"mcq (init {init}, bn_recalib {n})"
+            name = f"mcq (init {init}, bn_recalib {n}{'' if cfg.get('kd', MCQConfig().kd) else ', no distillation'})"
         elif policy in ("ppo", "ppo-nogae"):
             cfg = {**PPO, **json.loads(args.ppo_config), **({"gae_epochs": 0} if policy == "ppo-nogae" else {})}
+            if cfg.get("keep_init", "bias") != "bias":
+                name = f"{name} (keep_init {cfg['keep_init']})"
         elif policy == "random":
             evals = args.random_evals
             if evals is None:
@@ -145,13 +150,15 @@ def run(args, rows_path: Path) -> None:
                 evals = int(ppo_rows[-1]["evals"])
             cfg = {"evaluations": evals}
             name = f"random search ({evals} evaluations{'' if args.random_evals else ', as many as ppo'})"
-        if cfg is not None and lik:
-            cfg, name = {**cfg, "reward_score": "likelihood"}, f"{name}, likelihood reward"
+        if cfg is not None:  # the row's name says its reward score, whatever the default
+            cfg = {**cfg, "reward_score": "likelihood" if lik else "accuracy"}
+            name = f"{name}, likelihood reward" if lik else name
         if cfg is not None:
             kw = {"data": DataSplits(train=rest.loader(128, shuffle=True, augment=True, seed=0, device=train_dev),
                                      reward=reward),
                   "policy_config": cfg, "resume": False, "seed": args.search_seed, "device": train_dev,
-                  "run_dir": tmp / f"run-{row_policy}-{init}-{n}"}
+                  "run_dir": tmp / f"run-{row_policy}-{init}-{n}",
+                  "max_evals": args.ppo_evals if policy in ("ppo", "ppo-nogae") else None}
         t = time.perf_counter()
         res = fxprune.prune(model, args.budget, example_inputs=ex, policy="ppo" if policy == "ppo-nogae" else policy,
                             importance=args.importance, round_to=round_to, progress=False, **kw)
@@ -168,8 +175,8 @@ def run(args, rows_path: Path) -> None:
             if res.search["info"].get("jaccard"):
                 row["jaccard"] = res.search["info"]["jaccard"]
             curve = Path(res.search["run_dir"]) / "reward_curve.png"
-            if row_policy == "ppo" and curve.exists():
-                shutil.copyfile(curve, Path(args.out).with_name("cifar10_resnet56_ppo_reward_curve.png"))
+            if policy == "ppo" and curve.exists():
+                shutil.copyfile(curve, figure(Path(args.out), "ppo_reward_curve"))
         row["kept"] = {str(g.id): g.kept / g.size for g in res.report.groups if not g.pinned}
         if row_policy == "ppo":
             res.plan.save(rows_path.with_name(rows_path.stem + "_ppo_plan.json"))
@@ -223,9 +230,10 @@ def render(args, rows_path: Path) -> None:
              "accuracies are on all 10,000 test images.", "",
              f"Unpruned test accuracy: **{s['base_acc']:.2%}** (documented 93.39%).", "",
              "mcq options: " + ", ".join(f"{k}={v}" for k, v in mcq_cfg.items()) + " (CPU-sized; the rest at their "
-             "defaults, `fxprune/policies/mcq_config.py`). mcq distils its working model between steps (RL-Pruner), "
-             "so its own weights have had that training; the '… its plan, original weights' rows isolate its "
-             "channel allocation. ppo at its defaults (`fxprune/policies/ppo_config.py`) unless the row's config "
+             "defaults, `fxprune/policies/mcq_config.py`). mcq rows not marked 'no distillation' distil their working "
+             "model between steps (RL-Pruner's post-training, `kd=True`), so their weights have had that training; "
+             "the '… its plan, original weights' rows isolate their channel allocation. ppo at its defaults "
+             "(`fxprune/policies/ppo_config.py`) unless the row's config "
              "says otherwise. Reward: accuracy (rows marked 'likelihood reward': exp(-cross-entropy), "
              "`reward_score=\"likelihood\"`) on the reward split after `bn_recalib` batches of adaptive-BN "
              "recalibration (column), evaluation mode per row.", "",
@@ -254,16 +262,22 @@ def render(args, rows_path: Path) -> None:
     lines += targets(rows)
     jac = [r for r in rows if r.get("jaccard")]
     if jac:
-        plot_jaccard(jac, out.with_name("cifar10_resnet56_jaccard.png"))
+        plot_jaccard(jac, figure(out, "jaccard"))
         lines += ["", "![Jaccard of the learned masks with the L1 masks per group, by depth]"
-                  "(cifar10_resnet56_jaccard.png)"]
-    if any(r["policy"] == "ppo" for r in rows) and out.with_name("cifar10_resnet56_ppo_reward_curve.png").exists():
-        lines += ["", "![ppo reward curve](cifar10_resnet56_ppo_reward_curve.png)"]
+                  f"({figure(out, 'jaccard').name})"]
+    curve = figure(out, "ppo_reward_curve")
+    if any(r["policy"] in ("ppo", "ppo-lik") for r in rows) and curve.exists():
+        lines += ["", f"![ppo reward curve]({curve.name})"]
     notes = out.with_suffix(".notes.md")  # hand-written context kept beside the rendered table
     if notes.exists():
         lines += ["", notes.read_text().rstrip()]
     out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def figure(out: Path, what: str) -> Path:
+    """The figure beside a results file: ``cifar10_resnet56.md`` -> ``cifar10_resnet56_jaccard.png``."""
+    return out.with_name(f"{out.stem}_{what}.png")
 
 
 def targets(rows: list[dict]) -> list[str]:
@@ -282,6 +296,8 @@ def targets(rows: list[dict]) -> list[str]:
 
     vs("ppo", "global")
     vs("ppo", "random")
+    vs("ppo-lik", "global")
+    vs("ppo-lik", "random-lik")
     vs("ppo", "ppo-nogae", margin=0.0)
     for p in sorted(k for k in by if k.startswith("mcq (")):
         vs(p, "global")
