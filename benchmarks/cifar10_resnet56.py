@@ -153,6 +153,7 @@ def run(args, rows_path: Path) -> None:
         if cfg is not None:  # the row's name says its reward score, whatever the default
             cfg = {**cfg, "reward_score": "likelihood" if lik else "accuracy"}
             name = f"{name}, likelihood reward" if lik else name
+            name = f"{name}, search seed {args.search_seed}" if args.search_seed else name
         if cfg is not None:
             kw = {"data": DataSplits(train=rest.loader(128, shuffle=True, augment=True, seed=0, device=train_dev),
                                      reward=reward),
@@ -306,7 +307,27 @@ def targets(rows: list[dict]) -> list[str]:
         vs(p + "-lik" if p in ("random", "ppo") else p + lik, p, margin=0.0)
     for p in sorted(k for k in by if k.endswith("-long") and k != "global-long"):
         vs(p, "global-long")
+    out += across_search_seeds(rows, by.get("global"))
     return out if len(out) > 3 else []
+
+
+def across_search_seeds(rows: list[dict], ref: dict | None) -> list[str]:
+    """Rows repeated with other ``--search-seed`` values: the mean over search seeds of each seed's mean."""
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        if r.get("ft") and r["policy"] not in ("global", "uniform") and not r["policy"].endswith(("-plan", "-long")):
+            groups.setdefault(r["name"].split(", search seed ")[0], []).append(r)
+    out = []
+    for name, rs in groups.items():
+        if len({r.get("search_seed", 0) for r in rs}) < 2:
+            continue
+        means = [float(np.mean(r["ft"])) for r in rs]
+        line = (f"- {name} over {len(rs)} search seeds {sorted(r.get('search_seed', 0) for r in rs)}: "
+                f"{np.mean(means):.2%} ± {np.std(means, ddof=1):.2%} (std of the per-search means)")
+        if ref is not None:
+            line += f"; {100 * (np.mean(means) - np.mean(ref['ft'])):+.2f} points vs global {np.mean(ref['ft']):.2%}"
+        out.append(line)
+    return out
 
 
 def plot_jaccard(rows: list[dict], path: Path) -> None:
