@@ -136,7 +136,8 @@ def run(args, rows_path: Path) -> None:
         elif policy in ("ppo", "ppo-nogae"):
             cfg = {**PPO, **json.loads(args.ppo_config), **({"gae_epochs": 0} if policy == "ppo-nogae" else {})}
             if cfg.get("keep_init", "bias") != "bias":
-                name = f"{name} (keep_init {cfg['keep_init']})"
+                sharp = f", rank_sharpness {cfg['rank_sharpness']:g}" if "rank_sharpness" in cfg else ""
+                name = f"{name} (keep_init {cfg['keep_init']}{sharp})"
         elif policy == "random":
             evals = args.random_evals
             if evals is None:
@@ -297,8 +298,10 @@ def targets(rows: list[dict]) -> list[str]:
 
     vs("ppo", "global")
     vs("ppo", "random")
-    vs("ppo-lik", "global")
-    vs("ppo-lik", "random-lik")
+    for r in (r for r in rows if r["policy"] == "ppo-lik"):  # every ppo-lik variant (keep_init ...)
+        by[r["name"]] = r
+        vs(r["name"], "global")
+        vs(r["name"], "random-lik")
     vs("ppo", "ppo-nogae", margin=0.0)
     for p in sorted(k for k in by if k.startswith("mcq (")):
         vs(p, "global")
