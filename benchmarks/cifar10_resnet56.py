@@ -136,8 +136,8 @@ def run(args, rows_path: Path) -> None:
         elif policy in ("ppo", "ppo-nogae"):
             cfg = {**PPO, **json.loads(args.ppo_config), **({"gae_epochs": 0} if policy == "ppo-nogae" else {})}
             if cfg.get("keep_init", "bias") != "bias":
-                sharp = f", rank_sharpness {cfg['rank_sharpness']:g}" if "rank_sharpness" in cfg else ""
-                name = f"{name} (keep_init {cfg['keep_init']}{sharp})"
+                more = "".join(f", {k} {cfg[k]:g}" for k in ("rank_sharpness", "batch_episodes") if k in cfg)
+                name = f"{name} (keep_init {cfg['keep_init']}{more})"
         elif policy == "random":
             evals = args.random_evals
             if evals is None:
