@@ -32,7 +32,7 @@ from ..search.features import channel_features, graph_features, with_channel_nod
 from ..search.heads import BernoulliHead, mlp
 from ..search.buffers import RolloutBuffer
 from ..search.runlog import RowKind
-from .base import PolicyContext, PolicyResult, register_policy
+from .base import PolicyContext, PolicyResult, get_policy, register_policy
 from .ppo_config import PPOConfig
 from .ppo_math import (Competition, bernoulli_entropy, bernoulli_logprob, clipped_surrogate, executed_mask, jaccard,
                        lagrangian, normalise, rank_prior, self_competition)
@@ -128,17 +128,11 @@ class _Search:
                              self.ctx.sizes[self.gids])
 
     def reference_counts(self, name: str) -> np.ndarray:
-        """Channels per group of the baseline policy ``name`` at this budget (the rank prior's centre)."""
-        from .global_rank import GlobalRank
-        from .uniform import Uniform
-
-        return np.asarray({"uniform": Uniform, "global": GlobalRank}[name]().run(self.ctx), np.int64)
+        """Channels per group of the registered baseline policy ``name`` at this budget."""
+        return np.asarray(get_policy(name).run(self.ctx), np.int64)
 
     def uniform_keep(self) -> tuple[float, np.ndarray]:
-        from .uniform import Uniform
-
-        counts = np.asarray(Uniform().run(self.ctx), np.int64)
-        keep = self.ctx.keep_vector(counts)
+        keep = self.ctx.keep_vector(self.reference_counts("uniform"))
         mask = self.ctx.prunable[self.ctx.graph.group_of_class]
         return float(keep[mask].mean()), keep
 

@@ -33,7 +33,7 @@ class SACConfig(SearchConfig):
     agent_end_frac: float = option(0.45, "App. B: the agent acts until epoch 90 of 200 [P]", low=0.0, high=1.0)
     episodes_per_epoch: int = option(10, "P = 10 [P §4]", low=1)
     reward_score: str = option("accuracy", "the reward is the pruned sub-network's accuracy [P] (the other searches "
-                               f"default to the likelihood; 'likelihood' is an option here too)",
+                               "default to the likelihood; 'likelihood' is an option here too)",
                                choices=("accuracy", "likelihood"))
     train: FinetuneConfig = option(source="App. B CIFAR-10 recipe (SGD 0.1, momentum 0.9, wd 1e-4) [P]; cosine "
                                    f"annealing instead of steps is an {FXPRUNE_DEFAULT} [U]", factory=_train)

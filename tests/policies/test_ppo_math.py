@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from fxprune.policies.ppo_math import (Competition, bernoulli_entropy, bernoulli_logprob, clipped_surrogate,
-                                       executed_mask, jaccard, lagrangian, normalise, self_competition, rank_prior)
+                                       executed_mask, jaccard, lagrangian, normalise, rank_prior, self_competition)
 from fxprune.search.buffers import ReplayBuffer, RolloutBuffer, gae
 from fxprune.search.heads import BernoulliHead, TanhGaussian
 
