@@ -136,7 +136,8 @@ def run(args, rows_path: Path) -> None:
         elif policy in ("ppo", "ppo-nogae"):
             cfg = {**PPO, **json.loads(args.ppo_config), **({"gae_epochs": 0} if policy == "ppo-nogae" else {})}
             if cfg.get("keep_init", "bias") != "bias":
-                more = "".join(f", {k} {cfg[k]:g}" for k in ("rank_sharpness", "batch_episodes") if k in cfg)
+                more = "".join(f", {k}" if v is True else f", {k} {v:g}" if isinstance(v, (int, float)) else f", {k} {v}"
+                               for k, v in cfg.items() if k != "keep_init")
                 name = f"{name} (keep_init {cfg['keep_init']}{more})"
         elif policy == "random":
             evals = args.random_evals

@@ -196,7 +196,7 @@ def render(args) -> None:
         lines.append("")
         curves = [r for r in ar if r["variant"] in VARIANTS and r.get("best_so_far")]
         if curves:
-            name = f"cifar10_sac_{arch}_rewards.png"
+            name = f"{out.stem}_{arch}_rewards.png"  # the CPU table does not overwrite the GPU one's
             plot_rewards(curves, out.with_name(name))
             lines += [f"![reward per epoch]({name})", ""]
     notes = out.with_suffix(".notes.md")  # hand-written context kept beside the rendered table

@@ -44,7 +44,7 @@ class Agent(nn.Module):
     """GAT encoder + Bernoulli keep head per channel + value head."""
 
     def __init__(self, feat_dim: int, chan_dim: int, chunks: int, hidden: int, k0: float, seed: int,
-                 channel_nodes: bool = False, sharpness: float | None = None):
+                 channel_nodes: bool = False, sharpness: float | None = None, group_shift: bool = False):
         super().__init__()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -54,6 +54,11 @@ class Agent(nn.Module):
             self.actor = BernoulliHead(hidden + extra + chan_dim + 2 * hidden + chunks, hidden,
                                        k0 if sharpness is None else 0.5)
             self.critic = mlp([2 * hidden + 1 + chunks, hidden, hidden, 1])
+            # one logit shift per group from its embedding (zero at the start): moves a group's keep boundary
+            self.shift = nn.Linear(hidden, 1) if group_shift else None
+            if self.shift is not None:
+                nn.init.zeros_(self.shift.weight)
+                nn.init.zeros_(self.shift.bias)
         # the prior's slope is learned (in log space, so it stays positive)
         self.log_sharpness = None if sharpness is None else nn.Parameter(torch.tensor(float(np.log(sharpness))))
         self.chunks, self.channel_nodes = chunks, channel_nodes
@@ -71,6 +76,9 @@ class Agent(nn.Module):
         inp = torch.cat([enc.group[group_of], *own, chan, enc.graph.expand(n, -1), onehot.expand(n, -1)], 1)
         value = self.critic(torch.cat([enc.graph, torch.tensor([float(cost)], dtype=torch.float32), onehot]))
         logits = self.actor(inp)
+        if self.shift is not None:  # in group widths under a rank prior (a shift of its boundary), else logits
+            shift = self.shift(enc.group).squeeze(-1)[group_of]
+            logits = logits + (shift if prior is None else self.log_sharpness.exp() * shift)
         if self.log_sharpness is not None:
             logits = logits + self.log_sharpness.exp() * prior
         return logits, value.squeeze(-1)
@@ -158,7 +166,7 @@ class _Search:
             ref = self.reference_counts(cfg.keep_init)
             self.prior = torch.from_numpy(rank_prior(ctx.rank, g.group_of_class, ref, ctx.sizes)).float()
         self.agent = Agent(feat_dim, self.chan.shape[1], cfg.chunks, cfg.hidden, k0, ctx.seed, self.chan_nodes,
-                           None if self.prior is None else cfg.rank_sharpness)
+                           None if self.prior is None else cfg.rank_sharpness, cfg.group_shift)
         self.opt = torch.optim.Adam(self.agent.parameters(), lr=cfg.lr, eps=1e-5)
 
     def pretrain(self) -> list[float]:

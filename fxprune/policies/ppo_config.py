@@ -43,6 +43,9 @@ class PPOConfig(SearchConfig):
                             "samples explore around it", choices=("bias", "uniform", "global"))
     rank_sharpness: float = option(10.0, f"{U}: initial slope of the rank prior (logit per group width of "
                                    "rank; learned)", low=0.0, low_open=True)
+    group_shift: bool = option(False, f"{U}: add one learned logit shift per group (a linear map of the group's "
+                               "embedding, zero at the start; in group widths under a rank prior), so that moving a "
+                               "group's keep boundary is one direction of the policy instead of many channel logits")
     hidden: int = option(64, f"{U}: GAT width (3 GATv2 layers, 4 heads)", low=4)
     gae_epochs: int = option(200, f"{U}: graph-autoencoder pretraining epochs (0 switches it off, the ablation); "
                              "the pretraining itself is the paper's [S]", low=0)

@@ -106,7 +106,8 @@ def test_report_shows_jaccard_per_group_and_the_plots(recorded, tmp_path):
 
 @pytest.mark.parametrize("cfg", [{"gae_epochs": 0}, {"reward": "lagrangian"}, {"chunks": 2}, {"granularity": "channel"},
                                  {"baseline": "best", "final_decode": False}, {"keep_init": "global"},
-                                 {"keep_init": "uniform", "chunks": 2}])
+                                 {"keep_init": "uniform", "chunks": 2}, {"group_shift": True},
+                                 {"keep_init": "global", "group_shift": True, "chunks": 2}])
 def test_options_run_and_meet_the_budget(cfg, tmp_path):
     r = prune(tmp_path, **cfg)
     assert r.report.flops_ratio <= 0.5 + 1e-9
@@ -129,8 +130,8 @@ def test_the_policy_learns_to_meet_a_tight_budget(tmp_path):
     assert np.mean(ups[-3:]) <= 0.5 * np.mean(ups[:2]), ups
 
 
-@pytest.mark.parametrize("init", ["uniform", "global"])
-def test_the_rank_prior_starts_the_greedy_decode_at_the_baselines_plan(init, tmp_path, monkeypatch):
+@pytest.mark.parametrize("init,shift", [("uniform", False), ("global", False), ("global", True)])
+def test_the_rank_prior_starts_the_greedy_decode_at_the_baselines_plan(init, shift, tmp_path, monkeypatch):
     """keep_init='uniform'/'global': before learning (a vanishing learning rate), the greedy decode
     is that baseline's plan, and the samples scatter around it."""
     from fxprune.policies.global_rank import GlobalRank
@@ -144,7 +145,7 @@ def test_the_rank_prior_starts_the_greedy_decode_at_the_baselines_plan(init, tmp
         return out
 
     monkeypatch.setattr(ppo_mod._Search, "greedy", greedy)
-    r = prune(tmp_path, keep_init=init, lr=1e-12, episodes=16)
+    r = prune(tmp_path, keep_init=init, lr=1e-12, episodes=16, group_shift=shift)
     keep, s = seen[-1]
     ref = s.ctx.keep_vector(np.asarray({"uniform": Uniform, "global": GlobalRank}[init]().run(s.ctx)))
     np.testing.assert_array_equal(keep, ref)
@@ -159,3 +160,37 @@ def test_max_evals_keeps_one_evaluation_for_the_greedy_decode(tmp_path):
     rows = r.search["history"]
     assert r.search["evaluations"] == 9 and r.search["info"]["episodes"] < 200
     assert [x["kind"] for x in rows if x["kind"] in ("baseline", "candidate", "final")][-1] == "final"
+
+
+def _group_ratio_score(self, plan):
+    """A synthetic reward: how close each group's keep ratio is to a target that keeps early
+    groups wide and late groups narrow (no network is run)."""
+    from fxprune.search.evaluate import Metrics
+
+    kv = self.keep_vector(plan)
+    g = self.graph
+    n = np.bincount(g.group_of_class, minlength=len(g.groups)).astype(float)
+    r = np.bincount(g.group_of_class, weights=kv, minlength=len(g.groups)) / np.maximum(n, 1)
+    t = np.linspace(0.9, 0.2, r.size)
+    score = 1.0 - float(np.mean((r[n > 1] - t[n > 1]) ** 2))
+    fr = float(g.cost.flops(kv)) / g.cost.full_flops
+    self.calls += 1
+    return Metrics(score, 0.0, 0.0, 0.0, fr, 1.0, fr <= 0.5 + 1e-9, 0.0, 0, "masked", score)
+
+
+def test_the_group_shift_learns_a_per_group_preference_faster(tmp_path, monkeypatch):
+    """With a reward that depends only on each group's keep ratio, the per-group shift of the keep
+    boundary (``group_shift``) raises the feasible reward within ten updates, clearly faster than
+    the per-channel logits alone (seeded: both runs are deterministic)."""
+    from fxprune.search.evaluate import Evaluator
+
+    monkeypatch.setattr(Evaluator, "evaluate", _group_ratio_score)
+    gains = {}
+    for shift in (True, False):
+        r = prune(tmp_path / str(shift), episodes=160, batch_episodes=16, ppo_epochs=4, keep_init="global",
+                  group_shift=shift)
+        acc = [b["feasible_acc"] for b in r.search["info"]["batches"]]
+        assert len(acc) == 10 and None not in acc
+        gains[shift] = np.mean(acc[-3:]) - np.mean(acc[:3])
+    assert gains[True] >= 0.015, gains
+    assert gains[True] > 2 * gains[False], gains
