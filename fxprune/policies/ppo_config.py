@@ -23,8 +23,8 @@ class PPOConfig(SearchConfig):
     clip: float = option(0.2, "GNN-RL's PPO clip [C]", low=0.0, high=1.0, low_open=True)
     gamma: float = option(0.99, f"{U}; GNN-RL 0.99 [C] (irrelevant with one chunk)", low=0.0, high=1.0)
     gae_lambda: float = option(0.95, f"{U} (irrelevant with one chunk)", low=0.0, high=1.0)
-    ent_coef: float = option(0.01, f"GNN-RL's entropy coefficient [C]; fxprune applies it to the mean "
-                             f"per-channel entropy [U]", low=0.0)
+    ent_coef: float = option(0.01, "GNN-RL's entropy coefficient [C]; fxprune applies it to the mean "
+                             "per-channel entropy [U]", low=0.0)
     vf_coef: float = option(0.5, "GNN-RL's value coefficient [C]", low=0.0)
     max_grad_norm: float = option(0.5, U, low=0.0, low_open=True)
     chunks: int = option(1, "the paper studies n=1 against n>1 [S]; default 1 [U]", low=1)

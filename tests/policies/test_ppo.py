@@ -5,7 +5,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 import fxprune
 from fxprune.policies import ppo as ppo_mod
