@@ -136,7 +136,8 @@ def run(args, rows_path: Path) -> None:
         elif policy in ("ppo", "ppo-nogae"):
             cfg = {**PPO, **json.loads(args.ppo_config), **({"gae_epochs": 0} if policy == "ppo-nogae" else {})}
             if cfg.get("keep_init", "bias") != "bias":
-                more = "".join(f", {k}" if v is True else f", {k} {v:g}" if isinstance(v, (int, float)) else f", {k} {v}"
+                more = "".join(f", {'' if v else 'no '}{k}" if isinstance(v, bool) else
+                               f", {k} {v:g}" if isinstance(v, (int, float)) else f", {k} {v}"
                                for k, v in cfg.items() if k != "keep_init")
                 name = f"{name} (keep_init {cfg['keep_init']}{more})"
         elif policy == "random":

@@ -76,11 +76,12 @@ class Agent(nn.Module):
         inp = torch.cat([enc.group[group_of], *own, chan, enc.graph.expand(n, -1), onehot.expand(n, -1)], 1)
         value = self.critic(torch.cat([enc.graph, torch.tensor([float(cost)], dtype=torch.float32), onehot]))
         logits = self.actor(inp)
-        if self.shift is not None:  # in group widths under a rank prior (a shift of its boundary), else logits
-            shift = self.shift(enc.group).squeeze(-1)[group_of]
-            logits = logits + (shift if prior is None else self.log_sharpness.exp() * shift)
-        if self.log_sharpness is not None:
-            logits = logits + self.log_sharpness.exp() * prior
+        # under a rank prior the prior and the group shift are in group widths, scaled by the learned slope
+        slope = 1.0 if self.log_sharpness is None else self.log_sharpness.exp()
+        if self.shift is not None:
+            logits = logits + slope * self.shift(enc.group).squeeze(-1)[group_of]
+        if prior is not None:
+            logits = logits + slope * prior
         return logits, value.squeeze(-1)
 
 
