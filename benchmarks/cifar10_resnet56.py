@@ -56,6 +56,8 @@ def main(argv=None):
     ap.add_argument("--mcq", default="global:8,size:8,global:0,size:0", help="INIT:BN_RECALIB runs of mcq")
     ap.add_argument("--mcq-config", default="{}", help="JSON overrides of the mcq options")
     ap.add_argument("--ppo-config", default="{}", help="JSON overrides of the ppo options")
+    ap.add_argument("--search-config", default="{}", help="JSON options for every search row (SearchConfig: e.g. "
+                                                          "'{\"reward_train_steps\": 25}'; the row names say so)")
     ap.add_argument("--ppo-evals", type=int, default=None, help="cap ppo's evaluations (max_evals; e.g. the random "
                     "row's); default: its episodes decide")
     ap.add_argument("--random-evals", type=int, default=None, help="default: the ppo row's evaluations")
@@ -154,8 +156,10 @@ def run(args, rows_path: Path) -> None:
             cfg = {"evaluations": evals}
             name = f"random search ({evals} evaluations{'' if args.random_evals else ', as many as ppo'})"
         if cfg is not None:  # the row's name says its reward score, whatever the default
-            cfg = {**cfg, "reward_score": "likelihood" if lik else "accuracy"}
+            cfg = {**cfg, **json.loads(args.search_config), "reward_score": "likelihood" if lik else "accuracy"}
             name = f"{name}, likelihood reward" if lik else name
+            if cfg.get("reward_train_steps"):
+                name = f"{name}, probe {cfg['reward_train_steps']} steps"
             name = f"{name}, search seed {args.search_seed}" if args.search_seed else name
         if cfg is not None:
             kw = {"data": DataSplits(train=rest.loader(128, shuffle=True, augment=True, seed=0, device=train_dev),
@@ -285,7 +289,8 @@ def figure(out: Path, what: str) -> Path:
 
 
 def targets(rows: list[dict]) -> list[str]:
-    by = {r["name"] if r["policy"] in ("mcq", "mcq-lik") else r["policy"]: r for r in rows}
+    plain = [r for r in rows if not (r.get("config") or {}).get("reward_train_steps")]  # probe rows: by name
+    by = {r["name"] if r["policy"] in ("mcq", "mcq-lik") else r["policy"]: r for r in plain}
     out = ["", "## Targets (mean of the fine-tune seeds; a win must also exceed one std)", ""]
 
     def vs(a: str, b: str, margin: float = 0.003) -> None:
@@ -300,10 +305,19 @@ def targets(rows: list[dict]) -> list[str]:
 
     vs("ppo", "global")
     vs("ppo", "random")
+    def probe(r: dict) -> int:
+        return int((r.get("config") or {}).get("reward_train_steps", 0))
+
     for r in (r for r in rows if r["policy"] == "ppo-lik"):  # every ppo-lik variant (keep_init ...)
         by[r["name"]] = r
         vs(r["name"], "global")
-        vs(r["name"], "random-lik")
+        twin = [q for q in rows if q["policy"] == "random-lik" and probe(q) == probe(r)]  # the same reward
+        if twin:
+            by[twin[-1]["name"]] = twin[-1]
+            vs(r["name"], twin[-1]["name"])
+    for r in (r for r in rows if r["policy"] == "random-lik" and probe(r)):  # the probe against no probe
+        by[r["name"]] = r
+        vs(r["name"], "random-lik", margin=0.0)
     vs("ppo", "ppo-nogae", margin=0.0)
     for p in sorted(k for k in by if k.startswith("mcq (")):
         vs(p, "global")

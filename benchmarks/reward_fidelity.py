@@ -50,6 +50,8 @@ def main(argv=None):
                     help="score the stored plans again here (whatever device they were fine-tuned on), keep their "
                          "fine-tune accuracies, rewrite the rows file")
     ap.add_argument("--render", action="store_true", help="only write the results file from the stored rows")
+    ap.add_argument("--probe", default="", help="with --rescore: also score after K steps of the training probe "
+                                                "(reward_train_steps), for each K of a comma list, after N=8 recalibration")
     args = ap.parse_args(argv)
     if args.smoke:
         FAIR["images"] = 256
@@ -81,6 +83,12 @@ def main(argv=None):
     calib_loader = calib_set.loader(64)
     evs = {n: fxprune.Evaluator(graph, reward, n_samples=1000, batch_size=500, mode="compact", bn_recalib=n,
                                 calibration=calib_loader if n else None, device=dev) for n in ns}
+    probes = [int(k) for k in args.probe.split(",") if k]
+    if probes:  # the searches' probe: TRAIN batches outside the reward split, in a fixed order
+        train = rest.loader(64, shuffle=True, seed=2)
+        evs.update({f"p{k}": fxprune.Evaluator(graph, reward, n_samples=1000, batch_size=500, mode="compact",
+                                               bn_recalib=8, calibration=calib_loader, device=dev, train_steps=k,
+                                               train_data=train) for k in probes})
     rng = np.random.default_rng(args.seed)
     rows = []
     t0 = time.perf_counter()
@@ -92,7 +100,10 @@ def main(argv=None):
         if args.rescore and i not in done:
             break  # only plans with a fine-tune accuracy are scored again
         ms = {n: ev.evaluate(plan) for n, ev in evs.items()}
-        scores = {**{f"r{n}": m.acc for n, m in ms.items()}, **{f"l{n}": m.loss for n, m in ms.items()}}
+        scores = {**{f"r{n}": m.acc for n, m in ms.items() if isinstance(n, int)},
+                  **{f"l{n}": m.loss for n, m in ms.items() if isinstance(n, int)},
+                  **{f"{n}a": m.acc for n, m in ms.items() if isinstance(n, str)},
+                  **{f"{n}l": m.loss for n, m in ms.items() if isinstance(n, str)}}
         if args.rescore:
             rows.append({**{k: v for k, v in done[i].items() if k != "settings"}, **scores})
             print(f"plan {i}: scored again ({time.perf_counter() - t0:.0f} s)", flush=True)
@@ -166,6 +177,18 @@ def write(args, ns, rows, ft_device):
                          f"N={best} gives {rho[score, best]:.3f} against {rho[score, 0]:.3f} at N=0 "
                          f"({'met' if ok else 'NOT met'}); the search default N=8 gives "
                          f"{rho.get((score, 8), float('nan')):.3f}.  ")
+    probes = sorted({int(k[1:-1]) for r in rows for k in r if k.startswith("p") and k.endswith("l")})
+    if probes and all(f"p{k}l" in r for r in rows for k in probes):
+        lines += ["", "With the training probe (`reward_train_steps=K`: a copy of the pruned network trained for K SGD "
+                  "steps of 64 TRAIN images outside the reward split, peak lr 0.02, after N=8 recalibration, "
+                  "`fxprune/search/probe.py`):", "",
+                  "| probe steps K | Spearman rho, accuracy | Spearman rho, likelihood | accuracy range |",
+                  "|---:|---:|---:|---|"]
+        for k in probes:
+            a = np.array([r[f"p{k}a"] for r in rows])
+            lines.append(f"| {k} | **{spearmanr(a, ft).statistic:.3f}** | "
+                         f"**{spearmanr(-np.array([r[f'p{k}l'] for r in rows]), ft).statistic:.3f}** | "
+                         f"{a.min():.2%} - {a.max():.2%} |")
     if lik and 8 in ns:
         lines += ["", _bootstrap(rows, ft)]
     cols = [(f"acc N={n}", f"r{n}", "{:.2%}") for n in ns]

@@ -101,6 +101,15 @@ def parse_config(pol: Any, policy_config: Any) -> SearchConfig:
         raise OptionError(f"policy '{pol.name}': {exc}") from None
 
 
+def _probe_data(splits: Any, cfg: SearchConfig) -> Any:
+    """The training probe's data: the search's TRAIN split (disjoint from the reward split)."""
+    if not getattr(cfg, "reward_train_steps", 0):
+        return None
+    if splits.train is None:
+        raise OptionError("reward_train_steps needs training data: DataSplits.train is None")
+    return splits.train
+
+
 def run_search(pol: Any, graph, budget, opts: SearchOptions, *, importance: str, seed: int, round_to: Any,
                max_prune_ratio: float) -> tuple[PolicyResult, SearchRun, Evaluator]:
     cfg = parse_config(pol, opts.policy_config)
@@ -108,7 +117,9 @@ def run_search(pol: Any, graph, budget, opts: SearchOptions, *, importance: str,
     splits = as_splits(opts.data, opts.n_reward, seed, n_calib=cfg.bn_recalib * cfg.bn_batch, calib_batch=cfg.bn_batch)
     ev = Evaluator(graph, splits.reward, n_samples=opts.n_reward, batch_size=cfg.batch_size, device=opts.device,
                    budget=budget, precision=cfg.precision, mode=cfg.eval_mode, bn_recalib=cfg.bn_recalib,
-                   calibration=splits.calibration, score=cfg.reward_score)
+                   calibration=splits.calibration, score=cfg.reward_score, train_steps=cfg.reward_train_steps,
+                   train_data=_probe_data(splits, cfg), train_lr=cfg.reward_train_lr,
+                   train_batch=cfg.reward_train_batch)
     key = {"graph": graph.signature(), "weights": _weights_checksum(graph.gm), "budget": budget.to_dict(),
            "policy": pol.name, "config": to_dict(cfg), "seed": seed, "importance": importance, "round_to": round_to,
            "max_prune_ratio": max_prune_ratio, "reward_data": ev.fingerprint(), "max_evals": opts.max_evals}
@@ -148,6 +159,7 @@ def run_search(pol: Any, graph, budget, opts: SearchOptions, *, importance: str,
     res.info.setdefault("bn_recalib", cfg.bn_recalib)
     res.info.setdefault("eval_mode", ev.mode)
     res.info.setdefault("reward_score", ev.score)
+    res.info.setdefault("reward_train_steps", ev.train_steps)
     run.finish({"dropped": np.flatnonzero(res.keep < 0.5).tolist(), "info": res.info,
                 "plans_per_second": ev.plans_per_second}, state)
     return res, run, ev

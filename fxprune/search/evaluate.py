@@ -16,6 +16,10 @@ Two modes, the same metrics (to float rounding; the test suite checks it):
   2-core CPU compact is 2.5x faster, ``evaluate_throughput.md``). The
   choice depends only on the device, so a seeded search repeats bit for bit.
 
+``train_steps=K`` (the searches' ``reward_train_steps``): the pruned network is trained for ``K``
+SGD steps on fixed TRAIN batches before it is scored (:mod:`fxprune.search.probe`); it is then
+always built compact, and the training happens on a copy, so the working weights do not change.
+
 ``bn_recalib=N``: before a plan is scored, the running statistics of every norm layer are
 re-estimated on ``N`` batches of a calibration slice of the TRAIN data (disjoint from the reward
 data) and restored afterwards (adaptive BN, :mod:`fxprune.search.bn`). Masked + recalibration
@@ -59,6 +63,7 @@ from ..ir.context import ZEROED_FOR_DEAD, tensor_at
 from ..plan import Plan
 from .backends import LocalBackend
 from .bn import kept_statistics, recalibrate
+from .probe import train_probe
 from .config import EVAL_MODES, PRECISIONS, SCORES
 
 log = logging.getLogger(__name__)
@@ -77,6 +82,7 @@ class Metrics:
     bn_recalib: int = 0  # calibration batches the norm statistics were re-estimated on
     mode: str = "masked"
     score: float | None = None  # what searches maximise: ``acc`` (score='accuracy') or ``exp(-loss)`` ('likelihood')
+    train_steps: int = 0  # SGD steps of the training probe before scoring (fxprune.search.probe)
 
     def __post_init__(self) -> None:
         if self.score is None:
@@ -107,13 +113,16 @@ class Evaluator:
     model); ``"auto"`` picks accuracy when every batch has labels. ``budget``: a
     :class:`~fxprune.Budget`; plans over a FLOPs or params budget are reported ``feasible=False``.
     ``mode``, ``bn_recalib`` (with ``calibration=``: TRAIN batches disjoint from ``data``) and
-    ``precision``, ``score``: see the module docstring.
+    ``precision``, ``score``: see the module docstring. ``train_steps`` (with ``train_data=``:
+    TRAIN batches disjoint from ``data``, at least ``train_steps * train_batch`` samples are used)
+    and ``train_lr``, ``train_batch``: the training probe, :mod:`fxprune.search.probe`.
     """
 
     def __init__(self, graph, data: Any, *, metric: str = "auto", n_samples: int | None = 1000,
                  batch_size: int | None = None, device: str | torch.device | None = None,
                  budget: Any = None, precision: str = "fp32", mode: str = "masked", bn_recalib: int = 0,
-                 calibration: Any = None, score: str = "accuracy"):
+                 calibration: Any = None, score: str = "accuracy", train_steps: int = 0,
+                 train_data: Any = None, train_lr: float = 0.02, train_batch: int = 64):
         if score not in SCORES:
             raise OptionError(f"unknown score {score!r}; choose one of {', '.join(SCORES)}")
         if metric not in ("auto", "accuracy", "distill"):
@@ -129,6 +138,11 @@ class Evaluator:
         _positive("batch_size", batch_size)
         if isinstance(bn_recalib, bool) or not isinstance(bn_recalib, int) or bn_recalib < 0:
             raise OptionError(f"bn_recalib={bn_recalib!r} must be an integer >= 0 (calibration batches)")
+        if isinstance(train_steps, bool) or not isinstance(train_steps, int) or train_steps < 0:
+            raise OptionError(f"train_steps={train_steps!r} must be an integer >= 0 (SGD steps before scoring)")
+        _positive("train_batch", train_batch, allow_none=False)
+        if not (isinstance(train_lr, (int, float)) and not isinstance(train_lr, bool) and 0 < train_lr < math.inf):
+            raise OptionError(f"train_lr={train_lr!r} must be a positive number")
         self.graph, self.budget, self.precision, self.score = graph, budget, precision, score
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.mode = ("masked" if self.device.type == "cuda" else "compact") if mode == "auto" else mode
@@ -156,6 +170,10 @@ class Evaluator:
             if calibration is None:
                 raise OptionError("bn_recalib needs calibration= data: TRAIN batches disjoint from the reward data")
             self._calib = [x.to(self.device) for x, _ in batches(calibration)][:bn_recalib]
+        self.train_steps, self.train_lr = train_steps, float(train_lr)
+        self._train: list[tuple[torch.Tensor, torch.Tensor]] = []
+        if train_steps:
+            self._train = self._probe_batches(train_data, train_steps, train_batch)
         self.model = copy.deepcopy(graph.gm).to(self.device).eval()
         self._masked = False
         self._slots = self._collect_slots()
@@ -179,6 +197,23 @@ class Evaluator:
             if lo < 0 or hi >= shape[1]:
                 raise OptionError(f"reward labels must lie in [0, {shape[1] - 1}] (the model has {shape[1]} "
                                   f"outputs); found labels {lo}..{hi}")
+
+    def _probe_batches(self, data: Any, steps: int, size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The training probe's batches: the first ``steps * size`` labelled samples of ``data``."""
+        if self.metric != "accuracy":
+            raise OptionError("reward_train_steps needs labelled data: the training probe trains on labels")
+        if data is None:
+            raise OptionError("reward_train_steps needs train_data=: TRAIN batches disjoint from the reward data")
+        got = batches(data, steps * size)
+        if any(y is None for _, y in got):
+            raise OptionError("reward_train_steps needs labelled training batches (inputs, targets)")
+        xs, ys = torch.cat([x for x, _ in got]), torch.cat([y for _, y in got])
+        if xs.shape[0] < size:
+            raise OptionError(f"the training probe needs at least train_batch={size} samples; the training data "
+                              f"has {xs.shape[0]}")
+        self._check_labels(ys)
+        return [(xs[i:i + size].to(self.device), ys[i:i + size].to(self.device))
+                for i in range(0, xs.shape[0] - size + 1, size)]
 
     # ---- masks on the working copy ---------------------------------------------------------------
     def _collect_slots(self) -> list[tuple[torch.Tensor, torch.Tensor, int, np.ndarray]]:
@@ -270,7 +305,7 @@ class Evaluator:
         return out.float()
 
     def _network(self, keep_vec: np.ndarray) -> torch.nn.Module:
-        if self.mode == "compact":
+        if self.mode == "compact" or self.train_steps:
             from ..passes.prune_channels import surgery
 
             if self._masked:  # surgery slices the working weights, not a masked view of them
@@ -300,7 +335,12 @@ class Evaluator:
         t0 = time.perf_counter()
         keep_vec = self.keep_vector(plan)
         net = self._network(keep_vec)
-        if self.bn_recalib:
+        if self.train_steps:  # a compact copy: trained, scored and thrown away
+            if self.bn_recalib:
+                recalibrate(net, self._calib, self.precision)
+            train_probe(net, self._train, self.train_steps, self.train_lr)
+            acc, loss = self._score(net)
+        elif self.bn_recalib:
             with kept_statistics(net):
                 recalibrate(net, self._calib, self.precision)
                 acc, loss = self._score(net)
@@ -316,7 +356,8 @@ class Evaluator:
         self.calls += 1
         self.total_seconds += dt
         score = acc if self.score == "accuracy" else math.exp(-loss)
-        return Metrics(acc, loss, flops, params, fr, pr, feasible, dt, len(self._calib), self.mode, score)
+        return Metrics(acc, loss, flops, params, fr, pr, feasible, dt, len(self._calib),
+                       "compact" if self.train_steps else self.mode, score, self.train_steps)
 
     __call__ = evaluate
 
@@ -357,7 +398,9 @@ class Evaluator:
     def fingerprint(self) -> str:
         """A checksum of the scoring set-up (reward and calibration data, metric, mode, precision)."""
         h = hashlib.sha1(f"{self.metric}:{self.mode}:{self.precision}:{self.bn_recalib}".encode())
-        for x in [*self._x, *self._calib]:
+        if self.train_steps:
+            h.update(f"probe:{self.train_steps}:{self.train_lr!r}".encode())
+        for x in [*self._x, *self._calib, *(x for x, _ in self._train)]:
             h.update(f"{tuple(x.shape)}:{float(x.double().sum()):.9g}".encode())
         for y in self._y or []:
             h.update(f"{int(y.long().sum())}".encode())
