@@ -9,8 +9,8 @@ import torch.nn.functional as F
 import fxprune
 from fxprune.models import cifar_resnet
 from fxprune.passes import prune_channels
-from fxprune.search.bn import recalibrate
 from fxprune.search import DataSplits
+from fxprune.search.bn import recalibrate
 from fxprune.search.evaluate import Evaluator
 from fxprune.search.probe import probe_lr, train_probe
 from fxprune.testing import random_plan
@@ -48,7 +48,7 @@ def test_probe_lr_warms_up_linearly_then_anneals_towards_zero(steps):
 
 
 def test_train_probe_lowers_the_loss_and_repeats_bit_for_bit():
-    model, graph = _graph()
+    model, _ = _graph()
     data = _task(128, seed=1)
     with torch.no_grad():
         before = sum(float(F.cross_entropy(model(x), y)) for x, y in data) / len(data)
