@@ -103,7 +103,7 @@ def parse_config(pol: Any, policy_config: Any) -> SearchConfig:
 
 def _probe_data(splits: Any, cfg: SearchConfig) -> Any:
     """The training probe's data: the search's TRAIN split (disjoint from the reward split)."""
-    if not getattr(cfg, "reward_train_steps", 0):
+    if not cfg.reward_train_steps:
         return None
     if splits.train is None:
         raise OptionError("reward_train_steps needs training data: DataSplits.train is None")
