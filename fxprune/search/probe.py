@@ -11,39 +11,35 @@ of the pruned network more (4x on that model).
 
 The probe is deterministic: the batches are drawn once when the evaluator is built and used in
 the same order for every plan, the schedule is fixed (linear warm-up over 30% of the steps to
-``lr``, cosine towards 0), and the random state is seeded the same for every plan. A plan's
+``lr``, cosine towards 0; the fine-tune's own helpers run it), and the random state is seeded the same for every plan. A plan's
 score therefore depends only on the plan, not on the order of evaluation or the worker.
 The trained copy is thrown away: the search's weights never change through a probe.
 """
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 
 from ..errors import FxpruneError
+from ..finetune import FinetuneConfig, lr_schedule, make_optimizer, train_steps
 
 WARMUP = 0.3  # share of the probe's steps with a linearly rising learning rate
 MOMENTUM, WEIGHT_DECAY = 0.9, 5e-4  # the fair fine-tune's SGD settings
 
 
-def probe_lr(step: int, steps: int, lr: float) -> float:
-    """The probe's learning rate at ``step`` (0-based) of ``steps``: a linear warm-up over the
-    first 30% of the steps to ``lr``, then cosine annealing towards 0 (reached one step after
-    the last)."""
-    warm = max(1, int(WARMUP * steps))
-    if step < warm:
-        return lr * (step + 1) / warm
-    return 0.5 * lr * (1.0 + math.cos(math.pi * (step - warm) / max(1, steps - warm)))
+def probe_config(lr: float) -> FinetuneConfig:
+    """The probe's recipe as a fine-tune config: plain cross-entropy, SGD with the fair
+    fine-tune's momentum and weight decay, a linear warm-up over 30% of the steps to ``lr``, then
+    cosine annealing towards 0 (``finetune.lr_schedule``: reached one step after the last)."""
+    return FinetuneConfig(lr=lr, lr_min=0.0, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY, warmup_ratio=WARMUP)
 
 
 def train_probe(net: torch.nn.Module, data: Sequence[tuple[torch.Tensor, torch.Tensor]], steps: int,
                 lr: float, seed: int = 0) -> float:
-    """Train ``net`` in place for ``steps`` SGD steps (cross-entropy, momentum 0.9, weight decay
-    5e-4, :func:`probe_lr`) on ``data``, cycling through its batches; returns the mean training
-    loss. ``net`` is left in eval mode."""
+    """Train ``net`` in place for ``steps`` steps of :func:`probe_config` (``finetune.train_steps``)
+    on ``data``, cycling through its batches; returns the mean training loss. ``net`` is left in
+    eval mode."""
     if steps < 1:
         return 0.0
     if not data:
@@ -51,25 +47,17 @@ def train_probe(net: torch.nn.Module, data: Sequence[tuple[torch.Tensor, torch.T
     params = [p for p in net.parameters() if p.is_floating_point()]
     for p in params:
         p.requires_grad_(True)
-    opt = torch.optim.SGD(params, lr=lr, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
-    total = 0.0
-    devices = [torch.cuda.current_device()] if any(p.is_cuda for p in params) else []
-    with torch.random.fork_rng(devices=devices), torch.enable_grad():
+    cfg = probe_config(lr)
+    opt, lr_at = make_optimizer(net, cfg), lr_schedule(cfg, steps)
+    dev = params[0].device if params else torch.device("cpu")
+    step, total = 0, 0.0
+    with torch.random.fork_rng(devices=[dev.index or 0] if dev.type == "cuda" else []), torch.enable_grad():
         torch.manual_seed(seed)  # dropout and the like: the same draws for every plan
-        net.train()
-        for step in range(steps):
-            x, y = data[step % len(data)]
-            for g in opt.param_groups:
-                g["lr"] = probe_lr(step, steps, lr)
-            out = net(x)
-            out = out[0] if isinstance(out, (tuple, list)) else out
-            loss = F.cross_entropy(out.float(), y)
-            if not torch.isfinite(loss):
-                raise FxpruneError(f"the training probe's loss became {float(loss)} at step {step}: lower "
-                                   f"reward_train_lr (now {lr:g})")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += float(loss.detach())
+        while step < steps:
+            try:
+                step, run, _ = train_steps(net, data, opt, lr_at, start=step, stop=steps, cfg=cfg, dev=dev)
+            except FxpruneError as e:
+                raise FxpruneError(f"the training probe failed ({e}); lower reward_train_lr (now {lr:g})") from e
+            total += run
     net.eval()
     return total / steps

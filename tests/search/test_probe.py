@@ -12,7 +12,8 @@ from fxprune.passes import prune_channels
 from fxprune.search import DataSplits
 from fxprune.search.bn import recalibrate
 from fxprune.search.evaluate import Evaluator
-from fxprune.search.probe import probe_lr, train_probe
+from fxprune.finetune import lr_schedule
+from fxprune.search.probe import probe_config, train_probe
 from fxprune.testing import random_plan
 
 
@@ -36,15 +37,16 @@ def _graph():
 
 @pytest.mark.parametrize("steps", [1, 4, 10, 25])
 def test_probe_lr_warms_up_linearly_then_anneals_towards_zero(steps):
-    lrs = [probe_lr(s, steps, 0.1) for s in range(steps)]
-    warm = max(1, int(0.3 * steps))
+    lr_at = lr_schedule(probe_config(0.1), steps)
+    lrs = [lr_at(s) for s in range(steps)]
+    warm = int(0.3 * steps)
     assert lrs[:warm] == pytest.approx([0.1 * (s + 1) / warm for s in range(warm)])
     assert max(lrs) == pytest.approx(0.1)
-    assert all(a >= b for a, b in zip(lrs[warm - 1:], lrs[warm:]))  # never rises after the warm-up
+    assert all(a >= b for a, b in zip(lrs[max(warm - 1, 0):], lrs[max(warm, 1):]))  # never rises after the warm-up
     assert all(v > 0 for v in lrs)
     if steps > 1:  # the cosine ends low, and reaches 0 one step after the last
         assert lrs[-1] < 0.5 * 0.1
-        assert probe_lr(steps, steps, 0.1) == pytest.approx(0.0, abs=1e-12)
+        assert lr_at(steps) == pytest.approx(0.0, abs=1e-12)
 
 
 def test_train_probe_lowers_the_loss_and_repeats_bit_for_bit():
