@@ -17,7 +17,7 @@ The trained copy is thrown away: the search's weights never change through a pro
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

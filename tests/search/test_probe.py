@@ -7,12 +7,12 @@ import torch
 import torch.nn.functional as F
 
 import fxprune
+from fxprune.finetune import lr_schedule
 from fxprune.models import cifar_resnet
 from fxprune.passes import prune_channels
 from fxprune.search import DataSplits
 from fxprune.search.bn import recalibrate
 from fxprune.search.evaluate import Evaluator
-from fxprune.finetune import lr_schedule
 from fxprune.search.probe import probe_config, train_probe
 from fxprune.testing import random_plan
 
