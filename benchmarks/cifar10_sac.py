@@ -45,10 +45,13 @@ SAC = {"beta_align": 1e-3}  # policies.md §2.7: 1e-4 matters only over many epo
 VARIANTS = {"sac": {}, "noz": {"env_code": False}, "noalign": {"beta_align": 0.0},
             # a stronger pull: a group lasso per removed channel, 20x the weight (the removed channels' norm
             # stayed at 0.83 of the kept ones with the per-layer 1e-3, so surgery still cut signal)
-            "align": {"beta_align": 0.02, "align_form": "per_channel"}}
+            "align": {"beta_align": 0.02, "align_form": "per_channel"},
+            # every prunable group, residual streams too (what global and uniform prune)
+            "all": {"scope": "all"}}
 LABEL = {"sac": "(a) sac", "global": "(b) dense → global", "uniform": "(c) dense → uniform",
          "noz": "(d) sac without z (no GRU / epoch embeddings)", "noalign": "(e) sac without alignment",
          "align": "(a') sac, stronger alignment (per-channel group lasso, beta_align 0.02)",
+         "all": "(a'') sac, scope 'all' (residual streams too)",
          "dense": "dense, unpruned (E + F epochs)"}
 
 
@@ -164,7 +167,7 @@ def render(args) -> None:
                   "| row | seeds | test accuracy (mean ± std) | per seed | FLOPs kept | params kept | right after "
                   "pruning | wall s (per seed) |", "|---|---:|---:|---|---:|---:|---:|---:|"]
         by = {}
-        for v in ("sac", "align", "global", "uniform", "noz", "noalign", "dense"):
+        for v in ("sac", "align", "all", "global", "uniform", "noz", "noalign", "dense"):
             rs = sorted((r for r in ar if r["variant"] == v), key=lambda r: r["seed"])
             if not rs:
                 continue
@@ -190,7 +193,8 @@ def render(args) -> None:
         cmp("noalign", "sac", "<=")
         cmp("align", "global", ">=")
         cmp("align", "uniform", ">=")
-        for v in ("sac", "align", "noz", "noalign"):
+        cmp("all", "global", ">=")
+        for v in ("sac", "align", "all", "noz", "noalign"):
             for r in by.get(v, []):
                 lines.append(f"- {LABEL[v]}, seed {r['seed']}: best reward {r['best_reward']:.3f} at epoch "
                              f"{r['best_epoch']}, {r['evals']} episodes scored, removed/kept channel norm before "

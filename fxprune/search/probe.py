@@ -11,8 +11,9 @@ of the pruned network more (4x on that model).
 
 The probe is deterministic: the batches are drawn once when the evaluator is built and used in
 the same order for every plan, the schedule is fixed (linear warm-up over 30% of the steps to
-``lr``, cosine towards 0; the fine-tune's own helpers run it), and the random state is seeded the same for every plan. A plan's
-score therefore depends only on the plan, not on the order of evaluation or the worker.
+``lr``, cosine towards 0; the fine-tune's own helpers run it), and the random state is seeded the
+same for every plan. A plan's score therefore depends only on the plan, not on the order of
+evaluation or the worker.
 The trained copy is thrown away: the search's weights never change through a probe.
 """
 from __future__ import annotations
@@ -57,7 +58,8 @@ def train_probe(net: torch.nn.Module, data: Sequence[tuple[torch.Tensor, torch.T
             try:
                 step, run, _ = train_steps(net, data, opt, lr_at, start=step, stop=steps, cfg=cfg, dev=dev)
             except FxpruneError as e:
-                raise FxpruneError(f"the training probe failed ({e}); lower reward_train_lr (now {lr:g})") from e
+                hint = f"; lower reward_train_lr (now {lr:g})" if "loss became" in str(e) else ""
+                raise FxpruneError(f"the training probe failed: {e}{hint}") from e
             total += run
     net.eval()
     return total / steps

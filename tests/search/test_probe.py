@@ -158,3 +158,9 @@ def test_prune_with_the_probe_through_the_search_options(tmp_path):
         fxprune.prune(model, 0.6, policy="random", data=DataSplits(train=None, reward=_task(32, seed=7)),
                       example_inputs=(1, 3, 16, 16), n_reward=32, policy_config={"reward_train_steps": 1},
                       run_dir=tmp_path / "none", progress=False)
+
+
+def test_a_diverging_probe_names_its_learning_rate_option():
+    model, _ = _graph()
+    with pytest.raises(fxprune.FxpruneError, match="lower reward_train_lr"):
+        train_probe(copy.deepcopy(model), _task(64, seed=3), steps=20, lr=1e12)
