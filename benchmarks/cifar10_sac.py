@@ -194,6 +194,7 @@ def render(args) -> None:
         cmp("align", "global", ">=")
         cmp("align", "uniform", ">=")
         cmp("all", "global", ">=")
+        cmp("all", "uniform", ">=")
         for v in ("sac", "align", "all", "noz", "noalign"):
             for r in by.get(v, []):
                 lines.append(f"- {LABEL[v]}, seed {r['seed']}: best reward {r['best_reward']:.3f} at epoch "

@@ -8,7 +8,7 @@ from .result import PruneResult
 from . import data, testing
 from .budget import Budget
 from .errors import (AnalysisError, BudgetError, ExportError, FxpruneError, LatencyCheckError,
-                     NothingToPrune, OptionError, PlanError, SurgeryError, TraceFailure)
+                     NothingToPrune, OptionError, PlanError, SurgeryError, TraceFailure, TrainingDiverged)
 from .export import (Comparison, ExportResult, Latency, LatencyCheck, check_latency, compare_latency,
                      export_onnx, measure_latency)
 from .finetune import FinetuneConfig, FinetuneResult, finetune
@@ -23,6 +23,6 @@ __all__ = ["prune", "analyze", "save", "load", "apply_plan", "prune_channels", "
            "ExportResult", "measure_latency", "compare_latency", "check_latency", "Latency",
            "Comparison", "LatencyCheck", "FxpruneError", "BudgetError", "TraceFailure",
            "AnalysisError", "PlanError", "NothingToPrune", "ExportError", "LatencyCheckError", "OptionError",
-           "SurgeryError",
+           "SurgeryError", "TrainingDiverged",
            "finetune", "FinetuneConfig", "FinetuneResult", "Evaluator", "Metrics", "data"]
 __version__ = "0.1.0"

@@ -39,6 +39,10 @@ class NothingToPrune(FxpruneError):
     """Every channel group of the model is pinned: pruning would be a silent no-op."""
 
 
+class TrainingDiverged(FxpruneError):
+    """A training loss became inf or NaN (the message gives the step and learning rate)."""
+
+
 class ExportError(FxpruneError):
     """ONNX export failed, or ONNX Runtime disagrees with the torch model (errors are given)."""
 

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 import torch
 
-from ..errors import FxpruneError
+from ..errors import FxpruneError, TrainingDiverged
 from ..finetune import FinetuneConfig, lr_schedule, make_optimizer, train_steps
 
 WARMUP = 0.3  # share of the probe's steps with a linearly rising learning rate
@@ -57,9 +57,8 @@ def train_probe(net: torch.nn.Module, data: Sequence[tuple[torch.Tensor, torch.T
         while step < steps:
             try:
                 step, run, _ = train_steps(net, data, opt, lr_at, start=step, stop=steps, cfg=cfg, dev=dev)
-            except FxpruneError as e:
-                hint = f"; lower reward_train_lr (now {lr:g})" if "loss became" in str(e) else ""
-                raise FxpruneError(f"the training probe failed: {e}{hint}") from e
+            except TrainingDiverged as e:
+                raise TrainingDiverged(f"the training probe diverged: {e}; lower reward_train_lr (now {lr:g})") from e
             total += run
     net.eval()
     return total / steps

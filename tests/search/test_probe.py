@@ -162,5 +162,5 @@ def test_prune_with_the_probe_through_the_search_options(tmp_path):
 
 def test_a_diverging_probe_names_its_learning_rate_option():
     model, _ = _graph()
-    with pytest.raises(fxprune.FxpruneError, match="lower reward_train_lr"):
+    with pytest.raises(fxprune.TrainingDiverged, match="lower reward_train_lr"):
         train_probe(copy.deepcopy(model), _task(64, seed=3), steps=20, lr=1e12)
