@@ -154,7 +154,7 @@ def train_steps(student: torch.nn.Module, data: Any, opt: torch.optim.Optimizer,
         if extra_loss is not None:
             loss = loss + extra_loss(student)
         if not torch.isfinite(loss):
-            raise TrainingDiverged(f"the training loss became {float(loss)} at step {step} (lr {lr_at(step):g}); "
+            raise TrainingDiverged(f"the training loss became {float(loss.detach())} at step {step} (lr {lr_at(step):g}); "
                                "lower the learning rate")
         opt.zero_grad(set_to_none=True)
         loss.backward()
