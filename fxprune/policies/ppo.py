@@ -34,8 +34,8 @@ from ..search.buffers import RolloutBuffer
 from ..search.runlog import RowKind
 from .base import PolicyContext, PolicyResult, get_policy, register_policy
 from .ppo_config import PPOConfig
-from .ppo_math import (Competition, bernoulli_entropy, bernoulli_logprob, clipped_surrogate, executed_mask, jaccard,
-                       lagrangian, normalise, rank_prior, self_competition)
+from .ppo_math import (Competition, bernoulli_entropy, bernoulli_logprob, clipped_surrogate, executed_mask,
+                       fill_to_budget, jaccard, lagrangian, normalise, rank_prior, ranked_mask, self_competition)
 
 log = logging.getLogger(__name__)
 
@@ -131,10 +131,15 @@ class _Search:
         return self.alloc.keep_ratio(keep)
 
     def execute(self, keep: np.ndarray, logits_full: np.ndarray) -> np.ndarray:
-        """The executed plan of a sampled keep vector (see ``ppo_math.executed_mask``)."""
-        sub_floor = self.alloc.floor[self.gids]
-        return executed_mask(keep, logits_full, self.classes, sub_floor, self.ctx.multiples[self.gids],
-                             self.ctx.sizes[self.gids])
+        """The executed plan of a sampled keep vector (``ppo_math``: ``ranked_mask`` under
+        ``select="ranked"``, then ``executed_mask``, then ``fill_to_budget`` under ``fill``)."""
+        sub_floor, mult, sizes = self.alloc.floor[self.gids], self.ctx.multiples[self.gids], self.ctx.sizes[self.gids]
+        if self.cfg.select == "ranked":
+            keep = ranked_mask(keep, logits_full, self.classes)
+        keep = executed_mask(keep, logits_full, self.classes, sub_floor, mult, sizes)
+        if self.cfg.fill:
+            keep = fill_to_budget(keep, logits_full, self.classes, mult, sizes, self.cost_ratio, self.budget)
+        return keep
 
     def reference_counts(self, name: str) -> np.ndarray:
         """Channels per group of the registered baseline policy ``name`` at this budget."""

@@ -46,6 +46,12 @@ class PPOConfig(SearchConfig):
     group_shift: bool = option(False, f"{U}: add one learned logit shift per group (a linear map of the group's "
                                "embedding, zero at the start; in group widths under a rank prior), so that moving a "
                                "group's keep boundary is one direction of the policy instead of many channel logits")
+    select: str = option("sample", f"{U}: 'sample' executes the sampled channels (the paper's binary actions); "
+                         "'ranked' keeps in every group as many channels as were sampled on, but the highest-logit "
+                         "ones, so the samples explore kept counts per group and the channel choice is the policy's "
+                         "ranking", choices=("sample", "ranked"))
+    fill: bool = option(False, f"{U}: give dropped channels back, highest logit first, while the cost model says "
+                        "the budget holds, so that every feasible plan spends its budget")
     hidden: int = option(64, f"{U}: GAT width (3 GATv2 layers, 4 heads)", low=4)
     gae_epochs: int = option(200, f"{U}: graph-autoencoder pretraining epochs (0 switches it off, the ablation); "
                              "the pretraining itself is the paper's [S]", low=0)

@@ -1,10 +1,12 @@
 """The math of ``ppo`` (policies.md §3.2), as small pure functions: Bernoulli log-probabilities
 and entropies, the clipped PPO objective, the self-competition reward of the constrained MDP and
 its Lagrangian alternative, and the environment's projection of a sampled mask onto a valid plan
-(the min-keep override and the channel multiples)."""
+(the min-keep override and the channel multiples), optionally ranked by the logits and filled up to
+the budget."""
 from __future__ import annotations
 
 import dataclasses
+from typing import Callable
 
 import numpy as np
 import torch
@@ -86,6 +88,43 @@ def executed_mask(sampled: np.ndarray, logits: np.ndarray, classes: list[np.ndar
         elif target > k:  # and switch on the highest-logit others
             keep[off[np.argsort(-logits[off], kind="stable")[:target - k]]] = 1.0
     return keep
+
+
+def ranked_mask(sampled: np.ndarray, logits: np.ndarray, classes: list[np.ndarray]) -> np.ndarray:
+    """In every group, as many channels as the sample switched on, but the highest-logit ones: the
+    sample then decides only each group's kept count, the logits decide which channels."""
+    keep = sampled.astype(np.float64).copy()  # entries outside ``classes`` stay as they are
+    for cls in classes:
+        k = int((sampled[cls] > 0.5).sum())
+        keep[cls] = 0.0
+        keep[cls[np.argsort(-logits[cls], kind="stable")[:k]]] = 1.0
+    return keep
+
+
+def fill_to_budget(keep: np.ndarray, logits: np.ndarray, classes: list[np.ndarray], multiples: np.ndarray,
+                   sizes: np.ndarray, cost: Callable[[np.ndarray], float], budget: float) -> np.ndarray:
+    """Give dropped channels back while ``cost`` stays within ``budget``: every group's dropped
+    channels, highest logit first, in blocks of the group's channel multiple (the last block ends
+    at the group's size), are tried in the order of their mean logit; a block that fits is switched
+    on, and a group whose next block does not fit stops there (its later blocks cost as much). A
+    plan over the budget is returned as it is."""
+    if cost(keep) > budget:
+        return keep
+    blocks = []  # (mean logit, group, channels)
+    for g, cls in enumerate(classes):
+        off = cls[keep[cls] < 0.5]
+        off = off[np.argsort(-logits[off], kind="stable")]
+        m = max(int(multiples[g]), 1)
+        blocks += [(float(logits[off[s:s + m]].mean()), g, off[s:s + m]) for s in range(0, off.size, m)]
+    out, full = keep.copy(), set()
+    for _, g, block in sorted(blocks, key=lambda b: -b[0]):  # stable: a group's blocks stay in order
+        if g in full:
+            continue
+        out[block] = 1.0
+        if cost(out) > budget:
+            out[block] = 0.0
+            full.add(g)
+    return out
 
 
 def jaccard(a: np.ndarray, b: np.ndarray) -> float:

@@ -106,7 +106,8 @@ def test_report_shows_jaccard_per_group_and_the_plots(recorded, tmp_path):
 @pytest.mark.parametrize("cfg", [{"gae_epochs": 0}, {"reward": "lagrangian"}, {"chunks": 2}, {"granularity": "channel"},
                                  {"baseline": "best", "final_decode": False}, {"keep_init": "global"},
                                  {"keep_init": "uniform", "chunks": 2}, {"group_shift": True},
-                                 {"keep_init": "global", "group_shift": True, "chunks": 2}])
+                                 {"keep_init": "global", "group_shift": True, "chunks": 2}, {"select": "ranked"},
+                                 {"fill": True}, {"keep_init": "global", "select": "ranked", "fill": True, "chunks": 2}])
 def test_options_run_and_meet_the_budget(cfg, tmp_path):
     r = prune(tmp_path, **cfg)
     assert r.report.flops_ratio <= 0.5 + 1e-9
@@ -193,3 +194,31 @@ def test_the_group_shift_learns_a_per_group_preference_faster(tmp_path, monkeypa
         gains[shift] = np.mean(acc[-3:]) - np.mean(acc[:3])
     assert gains[True] >= 0.015, gains
     assert gains[True] > 2 * gains[False], gains
+
+
+def test_fill_makes_every_feasible_plan_spend_its_budget(tmp_path, monkeypatch):
+    """``fill``: in every executed plan within the budget, no group can take back another block of
+    its channel multiple; and ``select="ranked"`` keeps the highest-logit channels of every group."""
+    seen, real = [], ppo_mod._Search.execute
+
+    def execute(self, keep, logits):
+        out = real(self, keep, logits)
+        seen.append((out, logits, self))
+        return out
+
+    monkeypatch.setattr(ppo_mod._Search, "execute", execute)
+    prune(tmp_path, fill=True, select="ranked", episodes=16)
+    feasible = 0
+    for keep, logits, s in seen:
+        if s.cost_ratio(keep) > s.budget:
+            continue
+        feasible += 1
+        for g, cls in zip(s.gids, s.classes):
+            off = cls[keep[cls] < 0.5]
+            if off.size:  # the group's next block of its channel multiple no longer fits
+                trial = keep.copy()
+                trial[off[np.argsort(-logits[off], kind="stable")[:s.ctx.multiples[g]]]] = 1.0
+                assert s.cost_ratio(trial) > s.budget, f"group {g} could take another block"
+            on, dropped = logits[cls][keep[cls] > 0.5], logits[cls][keep[cls] < 0.5]
+            assert not dropped.size or on.min() >= dropped.max(), f"group {g} kept a lower-logit channel"
+    assert feasible >= 8

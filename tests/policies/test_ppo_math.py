@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from fxprune.policies.ppo_math import (Competition, bernoulli_entropy, bernoulli_logprob, clipped_surrogate,
-                                       executed_mask, jaccard, lagrangian, normalise, rank_prior, self_competition)
+                                       executed_mask, fill_to_budget, jaccard, lagrangian, normalise, rank_prior,
+                                       ranked_mask, self_competition)
 from fxprune.search.buffers import ReplayBuffer, RolloutBuffer, gae
 from fxprune.search.heads import BernoulliHead, TanhGaussian
 
@@ -107,6 +108,64 @@ def test_executed_mask_leaves_a_valid_sample_alone():
     sampled = np.array([1, 0, 1, 0, 1, 0, 1, 0, 1, 1, 0, 0, 1, 1, 0, 0], np.uint8)
     keep = executed_mask(sampled, np.zeros(16), classes, np.array([2, 2]), np.array([2, 4]), np.array([8, 8]))
     assert np.array_equal(keep, sampled)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_ranked_mask_keeps_the_sampled_count_of_the_highest_logit_channels(seed):
+    rng = np.random.default_rng(seed)
+    sizes, classes = _groups(rng)
+    n = int(sizes.sum())
+    logits = rng.normal(size=n)
+    sampled = (rng.random(n) < 0.5).astype(np.uint8)
+    outside = np.arange(n, n + 5)  # entries of no listed group are left alone
+    sampled = np.concatenate([sampled, [1, 0, 1, 1, 0]]).astype(np.uint8)
+    keep = ranked_mask(sampled, np.concatenate([logits, np.zeros(5)]), classes)
+    assert np.array_equal(keep[outside], sampled[outside])
+    for cls in classes:
+        k = int(sampled[cls].sum())
+        assert int(keep[cls].sum()) == k
+        on, off = logits[cls][keep[cls] > 0.5], logits[cls][keep[cls] < 0.5]
+        assert not on.size or not off.size or on.min() >= off.max()
+
+
+def _linear_cost(rng, n):
+    w = rng.uniform(0.5, 2.0, n)
+    return lambda keep: float(keep @ w) / w.sum()
+
+
+def _next_blocks(keep, logits, classes, multiples):
+    """Every group's next block: its ``m`` highest-logit dropped channels."""
+    out = []
+    for cls, m in zip(classes, multiples):
+        off = cls[keep[cls] < 0.5]
+        if off.size:
+            out.append(off[np.argsort(-logits[off], kind="stable")[:m]])
+    return out
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_fill_to_budget_spends_the_budget_in_logit_order_on_multiples(seed):
+    rng = np.random.default_rng(seed)
+    sizes, classes = _groups(rng)
+    n = int(sizes.sum())
+    mult = rng.choice([1, 2, 4], len(sizes)) if seed % 2 else np.ones(len(sizes), np.int64)
+    cost, logits = _linear_cost(rng, n), rng.normal(size=n)
+    keep = np.zeros(n)
+    for cls, m in zip(classes, mult):  # a valid plan: on the multiples
+        keep[cls[rng.permutation(cls.size)[:min(m * rng.integers(1, cls.size // m + 1), cls.size)]]] = 1.0
+    budget = cost(keep) + rng.uniform(0.05, 0.4)
+    out = fill_to_budget(keep, logits, classes, mult, sizes, cost, budget)
+    assert cost(out) <= budget and np.all(out >= keep) and out.sum() > keep.sum()
+    for cls, m, size in zip(classes, mult, sizes):
+        k = int(out[cls].sum())
+        assert k == size or k % m == 0, (k, m)
+        added, off = cls[(out[cls] > 0.5) & (keep[cls] < 0.5)], cls[out[cls] < 0.5]
+        assert not added.size or not off.size or logits[added].min() >= logits[off].max()
+    for block in _next_blocks(out, logits, classes, mult):  # no group can take another block
+        trial = out.copy()
+        trial[block] = 1.0
+        assert cost(trial) > budget
+    assert np.array_equal(fill_to_budget(keep, logits, classes, mult, sizes, cost, cost(keep) - 0.01), keep)
 
 
 def test_jaccard():
