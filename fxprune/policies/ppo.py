@@ -63,11 +63,18 @@ class Agent(nn.Module):
         self.log_sharpness = None if sharpness is None else nn.Parameter(torch.tensor(float(np.log(sharpness))))
         self.chunks, self.channel_nodes = chunks, channel_nodes
 
+    def slope(self) -> torch.Tensor | float:
+        """The rank prior's learned slope (1 without a prior): the unit of the group shifts."""
+        return 1.0 if self.log_sharpness is None else self.log_sharpness.exp()
+
     def forward(self, feats, chan: torch.Tensor, group_of: torch.Tensor, t: int, cost: float,
-                nodes: torch.Tensor | None = None, prior: torch.Tensor | None = None):
+                nodes: torch.Tensor | None = None, prior: torch.Tensor | None = None,
+                shift: torch.Tensor | None = None):
         """Logits of the channels ``chan`` (rows: channel features; ``group_of``: their group ids;
         ``nodes``: their graph nodes in the channel-granularity graph; ``prior``: their rank prior,
-        ``ppo_math.rank_prior``) decided at chunk ``t``, and the state value."""
+        ``ppo_math.rank_prior``) decided at chunk ``t``, the state value, and the mean group shifts
+        (one per group; None without ``group_shift``). ``shift`` (one per group) replaces the mean
+        shifts in the logits: a sampled shift under ``group_noise``."""
         enc = self.encoder(feats)
         onehot = torch.zeros(self.chunks)
         onehot[t] = 1.0
@@ -77,12 +84,14 @@ class Agent(nn.Module):
         value = self.critic(torch.cat([enc.graph, torch.tensor([float(cost)], dtype=torch.float32), onehot]))
         logits = self.actor(inp)
         # under a rank prior the prior and the group shift are in group widths, scaled by the learned slope
-        slope = 1.0 if self.log_sharpness is None else self.log_sharpness.exp()
-        if self.shift is not None:
-            logits = logits + slope * self.shift(enc.group).squeeze(-1)[group_of]
+        slope = self.slope()
+        mu = self.shift(enc.group).squeeze(-1) if self.shift is not None else None
+        applied = mu if shift is None else shift
+        if applied is not None:
+            logits = logits + slope * applied[group_of]
         if prior is not None:
             logits = logits + slope * prior
-        return logits, value.squeeze(-1)
+        return logits, value.squeeze(-1), mu
 
 
 @dataclasses.dataclass
@@ -125,6 +134,9 @@ class _Search:
             raise FxpruneError(f"ppo: {cfg.chunks} chunks for {len(self.gids)} prunable groups leaves a chunk empty; "
                                "use fewer chunks")
         self.chunk_classes = [np.concatenate([self.classes[i] for i in ch]) for ch in self.chunk_groups]
+        if cfg.group_noise and not cfg.group_shift:
+            raise FxpruneError(f"ppo: group_noise={cfg.group_noise} samples around the learned group shifts; "
+                               "set group_shift=True with it")
 
     # ---- the environment --------------------------------------------------------------------------
     def cost_ratio(self, keep: np.ndarray) -> float:
@@ -196,12 +208,18 @@ class _Search:
         return with_channel_nodes(feats, self.chan, self.ctx.graph.group_of_class)[0]
 
     # ---- episodes -----------------------------------------------------------------------------------
-    def policy(self, keep: np.ndarray, t: int):
+    def policy(self, keep: np.ndarray, t: int, shift: torch.Tensor | None = None):
+        """``(logits, value, mean group shifts)`` of chunk ``t`` in the partial plan ``keep``."""
         cls = self.chunk_classes[t]
         feats = self.graph_of(self.static.with_plan(keep, self.ev.model) if t else self.static)
         nodes = self.nodes[cls] if self.chan_nodes else None
         prior = None if self.prior is None else self.prior[cls]
-        return self.agent(feats, self.chan[cls], self.group_of[cls], t, self.cost_ratio(keep), nodes, prior)
+        return self.agent(feats, self.chan[cls], self.group_of[cls], t, self.cost_ratio(keep), nodes, prior, shift)
+
+    def shift_logprob(self, mu: torch.Tensor, shift: torch.Tensor, t: int) -> torch.Tensor:
+        """Log-density of the sampled shifts of chunk ``t``'s groups under ``N(mu, group_noise²)``."""
+        g = torch.from_numpy(self.gids[self.chunk_groups[t]])
+        return torch.distributions.Normal(mu[g], self.cfg.group_noise).log_prob(shift[g]).sum()
 
     @torch.no_grad()
     def sample_batch(self, n: int) -> tuple[list[np.ndarray], list[np.ndarray], RolloutBuffer]:
@@ -213,10 +231,15 @@ class _Search:
             keep = np.ones(self.ctx.graph.n_classes)
             logits_full = np.zeros(self.ctx.graph.n_classes)
             for t in range(self.cfg.chunks):
-                logits, value = cached if t == 0 else self.policy(keep, t)
+                logits, value, mu = cached if t == 0 else self.policy(keep, t)
+                shift, logp = None, 0.0
+                if self.cfg.group_noise:  # one Gaussian shift of the keep boundary per group, then the bits
+                    shift = mu + self.cfg.group_noise * torch.randn(mu.shape, generator=self.gen)
+                    logits = logits + self.agent.slope() * (shift - mu)[self.group_of[self.chunk_classes[t]]]
+                    logp = float(self.shift_logprob(mu, shift, t))
                 p = torch.sigmoid(logits)
                 mask = (torch.rand(p.shape, generator=self.gen) < p).to(torch.uint8)
-                buf.add(mask, float(bernoulli_logprob(logits, mask)), float(value), t, keep)
+                buf.add(mask, logp + float(bernoulli_logprob(logits, mask)), float(value), t, keep, shift)
                 cls = self.chunk_classes[t]
                 keep = keep.copy()
                 keep[cls] = mask.double().numpy()
@@ -276,12 +299,13 @@ class _Search:
                 logps, values, ents = [], [], []
                 cache: dict[tuple, tuple] = {}
                 for i in mb:
-                    t = buf.steps[i]
-                    key = (t, buf.plans[i].tobytes() if t else b"")
+                    t, shift = buf.steps[i], buf.shifts[i]
+                    key = (t, buf.plans[i].tobytes() if t else b"", b"" if shift is None else shift.numpy().tobytes())
                     if key not in cache:
-                        cache[key] = self.policy(buf.plans[i].astype(np.float64), t)
-                    logits, value = cache[key]
-                    logps.append(bernoulli_logprob(logits, buf.masks[i]))
+                        cache[key] = self.policy(buf.plans[i].astype(np.float64), t, shift)
+                    logits, value, mu = cache[key]
+                    logp = bernoulli_logprob(logits, buf.masks[i])
+                    logps.append(logp if shift is None else logp + self.shift_logprob(mu, shift, t))
                     values.append(value)
                     ents.append(bernoulli_entropy(logits) / logits.numel())
                 logp, v, ent = torch.stack(logps), torch.stack(values), torch.stack(ents)
@@ -367,7 +391,7 @@ class _Search:
         keep = np.ones(self.ctx.graph.n_classes)
         logits_full = np.zeros(self.ctx.graph.n_classes)
         for t in range(self.cfg.chunks):
-            logits, _ = self.policy(keep, t)
+            logits, _, _ = self.policy(keep, t)
             cls = self.chunk_classes[t]
             keep = keep.copy()
             keep[cls] = (logits > 0).double().numpy()

@@ -46,6 +46,10 @@ class PPOConfig(SearchConfig):
     group_shift: bool = option(False, f"{U}: add one learned logit shift per group (a linear map of the group's "
                                "embedding, zero at the start; in group widths under a rank prior), so that moving a "
                                "group's keep boundary is one direction of the policy instead of many channel logits")
+    group_noise: float = option(0.0, f"{U}: the std of a Gaussian shift of every group's keep boundary, sampled "
+                                "around the learned group shift before the channel bits (in group widths under a "
+                                "rank prior; 0: off; needs group_shift): it explores kept counts per group by whole "
+                                "steps, which the sum of many channel bits does not", low=0.0)
     select: str = option("sample", f"{U}: 'sample' executes the sampled channels (the paper's binary actions); "
                          "'ranked' keeps in every group as many channels as were sampled on, but the highest-logit "
                          "ones, so the samples explore kept counts per group and the channel choice is the policy's "

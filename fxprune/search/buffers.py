@@ -40,9 +40,12 @@ class RolloutBuffer:
         self.dones: list[bool] = []
         self.steps: list[int] = []  # the chunk index t of each row
         self.plans: list[np.ndarray] = []  # the partial plan (keep vector) the step was decided in
+        self.shifts: list[torch.Tensor | None] = []  # ppo's sampled group shifts (group_noise), else None
 
-    def add(self, mask: torch.Tensor, logp: float, value: float, step: int, plan: np.ndarray) -> None:
+    def add(self, mask: torch.Tensor, logp: float, value: float, step: int, plan: np.ndarray,
+            shift: torch.Tensor | None = None) -> None:
         self.masks.append(mask.detach().to(torch.uint8))
+        self.shifts.append(None if shift is None else shift.detach().float().clone())
         self.logps.append(float(logp))
         self.values.append(float(value))
         self.steps.append(int(step))
@@ -68,13 +71,16 @@ class RolloutBuffer:
     def state_dict(self) -> dict[str, Any]:
         return {"masks": [m.tolist() for m in self.masks], "logps": self.logps, "values": self.values,
                 "rewards": self.rewards, "dones": self.dones, "steps": self.steps,
-                "plans": [p.tolist() for p in self.plans]}
+                "plans": [p.tolist() for p in self.plans],
+                "shifts": [None if x is None else x.tolist() for x in self.shifts]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.masks = [torch.tensor(m, dtype=torch.uint8) for m in state["masks"]]
         self.logps, self.values = list(state["logps"]), list(state["values"])
         self.rewards, self.dones, self.steps = list(state["rewards"]), list(state["dones"]), list(state["steps"])
         self.plans = [np.asarray(p, np.float32) for p in state["plans"]]
+        shifts = state.get("shifts") or [None] * len(self.masks)
+        self.shifts = [None if x is None else torch.tensor(x, dtype=torch.float32) for x in shifts]
 
 
 class ReplayBuffer:

@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 import fxprune
 from fxprune.policies import ppo as ppo_mod
@@ -107,13 +108,65 @@ def test_report_shows_jaccard_per_group_and_the_plots(recorded, tmp_path):
                                  {"baseline": "best", "final_decode": False}, {"keep_init": "global"},
                                  {"keep_init": "uniform", "chunks": 2}, {"group_shift": True},
                                  {"keep_init": "global", "group_shift": True, "chunks": 2}, {"select": "ranked"},
-                                 {"fill": True}, {"keep_init": "global", "select": "ranked", "fill": True, "chunks": 2}])
+                                 {"fill": True}, {"keep_init": "global", "select": "ranked", "fill": True, "chunks": 2},
+                                 {"group_noise": 0.2, "group_shift": True, "keep_init": "global", "chunks": 2}])
 def test_options_run_and_meet_the_budget(cfg, tmp_path):
     r = prune(tmp_path, **cfg)
     assert r.report.flops_ratio <= 0.5 + 1e-9
     assert r.search["info"]["config"][next(iter(cfg))]["source"] == "user"
     if "gae_epochs" in cfg:
         assert next(x for x in r.search["history"] if x["kind"] == "baseline")["gae_loss"] is None
+
+
+def test_group_noise_without_the_group_shift_is_a_clear_error(tmp_path):
+    with pytest.raises(fxprune.FxpruneError, match="group_noise.*group_shift=True"):
+        prune(tmp_path, group_noise=0.1)
+
+
+@pytest.mark.parametrize("cfg", [{"group_noise": 0.2, "group_shift": True, "keep_init": "global", "chunks": 2},
+                                 {"group_noise": 0.2, "group_shift": True}, {"chunks": 2}])
+def test_the_update_recomputes_the_log_probabilities_it_sampled_with(cfg, tmp_path, monkeypatch):
+    """Before the first gradient step of an update, the policy gives every stored row the
+    log-probability it was sampled with (the PPO ratio starts at 1), group shifts included."""
+    real, checked = ppo_mod._Search.update, []
+
+    def update(self, buf):
+        with torch.no_grad():
+            for i in range(len(buf)):
+                t, shift = buf.steps[i], buf.shifts[i]
+                logits, _, mu = self.policy(buf.plans[i].astype(np.float64), t, shift)
+                logp = ppo_mod.bernoulli_logprob(logits, buf.masks[i])
+                if shift is not None:
+                    logp = logp + self.shift_logprob(mu, shift, t)
+                assert float(logp) == pytest.approx(buf.logps[i], rel=1e-5, abs=1e-4)
+                checked.append(shift is not None)
+        return real(self, buf)
+
+    monkeypatch.setattr(ppo_mod._Search, "update", update)
+    prune(tmp_path, episodes=16, **cfg)
+    assert len(checked) >= 16 * cfg.get("chunks", 1)
+    assert all(checked) == bool(cfg.get("group_noise"))
+
+
+def test_group_noise_explores_the_kept_counts_by_larger_steps(tmp_path, monkeypatch):
+    """With the same rank prior, the sampled group shifts spread each group's kept count across
+    the samples far more than the channel bits alone."""
+    counts, real = [], ppo_mod._Search.execute
+
+    def execute(self, keep, logits):
+        out = real(self, keep, logits)
+        counts[-1].append([int(out[c].sum()) for c in self.classes])
+        return out
+
+    monkeypatch.setattr(ppo_mod._Search, "execute", execute)
+    spread = {}
+    for noise in (0.0, 0.25):
+        counts.append([])
+        extra = {"group_noise": noise} if noise else {}
+        prune(tmp_path / str(noise), episodes=16, keep_init="global", group_shift=True, select="ranked",
+              lr=1e-12, **extra)
+        spread[noise] = float(np.mean(np.std(np.array(counts[-1][:16]), axis=0)))
+    assert spread[0.25] > 2 * spread[0.0], spread
 
 
 def test_too_many_chunks_is_a_clear_error(tmp_path):
