@@ -326,15 +326,17 @@ def targets(rows: list[dict]) -> list[str]:
         vs(p + "-lik" if p in ("random", "ppo") else p + lik, p, margin=0.0)
     for p in sorted(k for k in by if k.endswith("-long") and k != "global-long"):
         vs(p, "global-long")
-    out += across_search_seeds(rows, by.get("global"))
+    same_threads = [r for r in rows if r["policy"] == "global-1t"]  # global re-run at the rows' thread count
+    out += across_search_seeds(rows, by.get("global"), same_threads[-1] if same_threads else None)
     return out if len(out) > 3 else []
 
 
-def across_search_seeds(rows: list[dict], ref: dict | None) -> list[str]:
-    """Rows repeated with other ``--search-seed`` values: the mean over search seeds of each seed's mean."""
+def across_search_seeds(rows: list[dict], ref: dict | None, ref_1t: dict | None = None) -> list[str]:
+    """Rows repeated with other ``--search-seed`` values: the mean over search seeds of each seed's mean
+    (against global, and against global fine-tuned at 1 thread where the rows hold that run)."""
     groups: dict[str, list[dict]] = {}
     for r in rows:
-        if r.get("ft") and r["policy"] not in ("global", "uniform") and not r["policy"].endswith(("-plan", "-long")):
+        if r.get("ft") and r["policy"] not in ("global", "global-1t", "uniform") and not r["policy"].endswith(("-plan", "-long")):
             groups.setdefault(r["name"].split(", search seed ")[0], []).append(r)
     out = []
     for name, rs in groups.items():
@@ -345,6 +347,8 @@ def across_search_seeds(rows: list[dict], ref: dict | None) -> list[str]:
                 f"{np.mean(means):.2%} ± {np.std(means, ddof=1):.2%} (std of the per-search means)")
         if ref is not None:
             line += f"; {100 * (np.mean(means) - np.mean(ref['ft'])):+.2f} points vs global {np.mean(ref['ft']):.2%}"
+        if ref_1t is not None:
+            line += f", {100 * (np.mean(means) - np.mean(ref_1t['ft'])):+.2f} vs global at 1 thread"
         out.append(line)
     return out
 
