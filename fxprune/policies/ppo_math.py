@@ -107,7 +107,8 @@ def fill_to_budget(keep: np.ndarray, logits: np.ndarray, classes: list[np.ndarra
     channels, highest logit first, in blocks of the group's channel multiple (the last block ends
     at the group's size), are tried in the order of their mean logit; a block that fits is switched
     on, and a group whose next block does not fit stops there (its later blocks cost as much). A
-    plan over the budget is returned as it is."""
+    plan over the budget is returned as it is. (``Allocation.fill`` does the like for kept counts
+    in importance order; this works on any keep vector, in the policy's order.)"""
     if cost(keep) > budget:
         return keep
     blocks = []  # (mean logit, group, channels)

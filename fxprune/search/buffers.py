@@ -1,8 +1,9 @@
 """Experience buffers of the learned policies, with ``state_dict`` so a checkpoint holds them.
 
 - :class:`RolloutBuffer` (on-policy, ``ppo``): one row per decision step of a batch of episodes:
-  the sampled binary mask, its log-probability and the value under the policy that sampled it,
-  the reward and whether the step ended its episode; :meth:`advantages` computes GAE.
+  the sampled binary mask (and ppo's sampled group shifts under ``group_noise``), its
+  log-probability and the value under the policy that sampled it, the reward and whether the step
+  ended its episode; :meth:`advantages` computes GAE.
 - :class:`ReplayBuffer` (off-policy, ``sac``): transitions ``(s, a, r, s', done)`` with an
   ``epoch`` column, since a joint train-and-prune reward changes with the weights every epoch.
 """

@@ -1,5 +1,6 @@
 """The pure math of ``ppo`` and the shared heads/buffers, against independent formulas and a toy
 problem PPO must solve."""
+import json
 import math
 
 import numpy as np
@@ -199,11 +200,13 @@ def test_one_step_episodes_give_reward_minus_value():
 def test_rollout_buffer_round_trips_its_state():
     b = RolloutBuffer()
     for t in range(3):
-        b.add(torch.tensor([1, 0, t % 2], dtype=torch.uint8), -0.5 * t, 0.1 * t, t, np.ones(4) * t)
+        shift = torch.tensor([0.25 * t, -0.5]) if t else None  # ppo's group shifts (group_noise), or none
+        b.add(torch.tensor([1, 0, t % 2], dtype=torch.uint8), -0.5 * t, 0.1 * t, t, np.ones(4) * t, shift)
     b.end_episode(1.5)
     c = RolloutBuffer()
-    c.load_state_dict(b.state_dict())
+    c.load_state_dict(json.loads(json.dumps(b.state_dict())))
     assert [m.tolist() for m in c.masks] == [m.tolist() for m in b.masks]
+    assert [None if x is None else x.tolist() for x in c.shifts] == [None, [0.25, -0.5], [0.5, -0.5]]
     assert np.allclose(c.advantages(0.9, 0.9)[0], b.advantages(0.9, 0.9)[0])
 
 
