@@ -223,19 +223,23 @@ def plot_rewards(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
+    variants = list(dict.fromkeys(r["variant"] for r in rows))
+    color = {v: plt.get_cmap("tab10")(i % 10) for i, v in enumerate(variants)}  # one colour per variant
+    styles = ("-", "--", ":", "-.")  # one line style per seed
     for r in rows:
         ep = np.arange(1, len(r["mean_reward"]) + 1)
         mean = np.array([np.nan if v is None else v for v in r["mean_reward"]], float)
         best = np.array([np.nan if v is None or v < 0 else v for v in r["best_so_far"]], float)
-        lab = f"{LABEL[r['variant']]} s{r['seed']}"
-        axes[0].plot(ep, mean, ".-", lw=0.8, label=lab)
-        axes[1].plot(ep, best, "-", lw=1, label=lab)
+        kw = {"color": color[r["variant"]], "ls": styles[int(r["seed"]) % len(styles)],
+              "label": f"{LABEL[r['variant']]}, seed {r['seed']}"}
+        axes[0].plot(ep, mean, marker=".", lw=0.8, **kw)
+        axes[1].plot(ep, best, lw=1, **kw)
     axes[0].set_title("mean episode reward per epoch")
     axes[1].set_title("best reward so far")
     for ax in axes:
         ax.set_xlabel("epoch")
-        ax.legend(fontsize=7)
+    axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.tight_layout()
     fig.savefig(str(path), dpi=110)
     plt.close(fig)
