@@ -141,8 +141,13 @@ def test_a_simulated_two_node_cluster(tmp_path, tmp_path_factory):
     out = tmp_path / "two_node.json"
     code = f"from tests.search.test_backends import _two_node_child; _two_node_child({str(out)!r})"
     with exclusive("zoo-giant"):
-        p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                           timeout=600, check=False)
+        try:
+            p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                               timeout=600, check=False)
+        except subprocess.TimeoutExpired as e:  # say where Ray stood, not only that it took too long
+            err = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else (e.stderr or "")
+            pytest.fail(f"the Ray child ran past 600 s (it takes about 70 s on an idle 2-core machine); "
+                        f"its stderr ends:\n{err[-4000:]}")
     assert p.returncode == 0, f"the Ray child exited with {p.returncode}:\n{p.stderr[-4000:]}"
     got = json.loads(out.read_text())
     assert got["nodes"] == 2
