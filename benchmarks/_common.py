@@ -34,6 +34,18 @@ def read_rows(path) -> list[dict]:
     return [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.exists() else []
 
 
+def table_path(rows, out=None):
+    """The markdown a rows file renders to: ``out`` when given, else beside the rows file with its
+    ``_rows`` suffix dropped (``x_rows.jsonl`` -> ``x.md``), so that a run into a scratch rows file
+    never overwrites a committed table."""
+    from pathlib import Path
+
+    if out is not None:
+        return Path(out)
+    rows = Path(rows)
+    return rows.with_name(rows.stem.removesuffix("_rows") + ".md")
+
+
 def append_row(path, row: dict) -> None:
     """Append one finished row to a JSONL rows file (several processes may share it: one line per
     write, in append mode)."""

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 import fxprune
-from _common import FAIR, FAIR_TEXT, append_row, cifar_resnet56, fair_finetune, mean_std, read_rows
+from _common import FAIR, FAIR_TEXT, append_row, cifar_resnet56, fair_finetune, mean_std, read_rows, table_path
 from fxprune.finetune import accuracy
 from fxprune.policies.mcq_config import MCQConfig
 from fxprune.search import DataSplits
@@ -74,10 +74,12 @@ def main(argv=None):
     ap.add_argument("--rows", default="benchmarks/results/cifar10_resnet56_rows.jsonl")
     ap.add_argument("--fresh", action="store_true", help="empty the rows file first")
     ap.add_argument("--render", action="store_true", help="only render the markdown from the rows file")
-    ap.add_argument("--out", default="benchmarks/results/cifar10_resnet56.md")
+    ap.add_argument("--out", default=None, help="the markdown table (default: beside --rows, "
+                    "x_rows.jsonl -> x.md)")
     ap.add_argument("--smoke", action="store_true", help="a minute-long check of the whole script: tiny test set, "
                     "fine-tunes, searches (numbers meaningless)")
     args = ap.parse_args(argv)
+    args.out = str(table_path(args.rows, args.out))
     if args.smoke:
         FAIR["images"], args.latency_runs = 256, 5
         MCQ_CPU.update(samples=2, rounds=1, step_ratio=0.25, kd_max_steps=2)

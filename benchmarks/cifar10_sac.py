@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 import fxprune
-from _common import append_row, mean_std, read_rows, shared_data
+from _common import append_row, mean_std, read_rows, shared_data, table_path
 from fxprune.data import load_npz_folder, reward_split
 from fxprune.finetune import accuracy
 from fxprune.models import cifar_resnet
@@ -70,9 +70,11 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rows", default="benchmarks/results/cifar10_sac_rows.jsonl")
     ap.add_argument("--render", action="store_true")
-    ap.add_argument("--out", default="benchmarks/results/cifar10_sac.md")
+    ap.add_argument("--out", default=None, help="the markdown table (default: beside --rows, "
+                    "x_rows.jsonl -> x.md)")
     ap.add_argument("--smoke", action="store_true", help="a quick check of the script (numbers meaningless)")
     args = ap.parse_args(argv)
+    args.out = str(table_path(args.rows, args.out))
     if not args.render:
         for seed in [int(s) for s in args.seeds.split(",")]:
             for v in args.variants.split(","):
