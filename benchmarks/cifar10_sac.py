@@ -55,7 +55,7 @@ LABEL = {"sac": "(a) sac", "global": "(b) dense → global", "uniform": "(c) den
          "noz": "(d) sac without z (no GRU / epoch embeddings)", "noalign": "(e) sac without alignment",
          "align": "(a') sac, stronger alignment (per-channel group lasso, beta_align 0.02)",
          "all": "(a'') sac, scope 'all' (residual streams too)",
-         "all-late": "(a'') sac, scope 'all', the agent acting until 80% of the epochs (App. B: 45%)",
+         "all-late": "(a''') sac, scope 'all', the agent acting until 80% of the epochs (App. B: 45%)",
          "dense": "dense, unpruned (E + F epochs)"}
 
 
