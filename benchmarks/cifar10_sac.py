@@ -187,11 +187,14 @@ def render(args) -> None:
         lines += ["", "Targets:"]
 
         def cmp(a: str, b: str, rel: str) -> None:
-            if a in by and b in by:
-                ma, mb = np.mean([r["acc"] for r in by[a]]), np.mean([r["acc"] for r in by[b]])
+            """Compare two rows on the seeds both have, so a 2-seed row never meets a 3-seed mean."""
+            seeds = sorted({r["seed"] for r in by.get(a, [])} & {r["seed"] for r in by.get(b, [])})
+            if seeds:
+                ma, mb = (np.mean([r["acc"] for r in by[v] if r["seed"] in seeds]) for v in (a, b))
                 ok = ma >= mb if rel == ">=" else ma <= mb
-                lines.append(f"- {LABEL[a]} {ma:.2%} {rel} {LABEL[b]} {mb:.2%}: {'met' if ok else 'NOT met'} "
-                             f"({100 * (ma - mb):+.2f} points)")
+                lines.append(f"- {LABEL[a]} {ma:.2%} {rel} {LABEL[b]} {mb:.2%} (seeds "
+                             f"{', '.join(map(str, seeds))}): {'met' if ok else 'NOT met'} ({100 * (ma - mb):+.2f} "
+                             "points)")
 
         cmp("sac", "global", ">=")
         cmp("sac", "uniform", ">=")
