@@ -8,7 +8,9 @@ sources are silent) and what values it takes. :func:`config_from_dict` turns a u
 ``policy_config`` dict into the dataclass: an unknown key, a value of the wrong type or outside its
 range is an :class:`~fxprune.errors.OptionError` that names the key, before any work is done.
 Nested option groups (``post_training: FinetuneConfig``) take a dict; ``ALIASES`` maps flat legacy
-names onto nested fields (``"kd_max_steps"`` → ``post_training.max_steps``).
+names onto nested fields (``"kd_max_steps"`` → ``post_training.max_steps``). ``PRESETS`` names
+sets of options: ``{"preset": "tuned", "fill": False}`` starts from the named set, and the keys the
+user gives next to it win.
 """
 from __future__ import annotations
 
@@ -59,6 +61,7 @@ class SearchConfig:
     taylor_samples: int = option(1024, f"{FXPRUNE_DEFAULT}: training samples for importance='taylor' [U]", low=1)
 
     ALIASES: typing.ClassVar[dict[str, str]] = {}
+    PRESETS: typing.ClassVar[dict[str, dict[str, Any]]] = {}
 
 
 def _hints(cls: type) -> dict[str, Any]:
@@ -104,6 +107,15 @@ def _check(cls_name: str, key: str, value: Any, f: dataclasses.Field, hint: Any)
     return value
 
 
+def _preset(cls: type, key: Any) -> dict[str, Any]:
+    presets = getattr(cls, "PRESETS", {})
+    if not presets:
+        raise OptionError(f"{cls.__name__} has no presets (option 'preset'={key!r})")
+    if not isinstance(key, str) or key not in presets:
+        raise OptionError(f"{cls.__name__}: unknown preset {key!r}; known: {sorted(presets)}")
+    return dict(presets[key])
+
+
 def config_from_dict(cls: type, data: Any, *, prefix: str = "") -> Any:
     """An instance of the options dataclass ``cls`` from a dict (see the module docstring)."""
     name = cls.__name__
@@ -114,6 +126,8 @@ def config_from_dict(cls: type, data: Any, *, prefix: str = "") -> Any:
     if not isinstance(data, dict):
         raise OptionError(f"{name}: options must be a dict of name -> value, got {type(data).__name__}")
     data = dict(data)
+    if "preset" in data and not prefix:
+        data = {**_preset(cls, data.pop("preset")), **data}
     nested: dict[str, dict] = {}
     for alias, target in getattr(cls, "ALIASES", {}).items():
         if alias in data:

@@ -69,6 +69,37 @@ def test_prune_rejects_bad_options_before_any_work(tmp_path, monkeypatch):
     with pytest.raises(fxprune.OptionError, match="policy 'mcq'.*'rounds'='two'"):
         fxprune.prune(trained(), 0.5, policy="mcq", data=splits(), example_inputs=EXAMPLE, run_dir=tmp_path,
                       policy_config={"rounds": "two"})
+    with pytest.raises(fxprune.OptionError, match="policy 'ppo'.*unknown preset 'nope'"):
+        fxprune.prune(trained(), 0.5, policy="ppo", data=splits(), example_inputs=EXAMPLE, run_dir=tmp_path,
+                      policy_config={"preset": "nope"})
     with pytest.raises(fxprune.OptionError, match="policy 'global' takes no policy_config"):
         fxprune.prune(trained(), 0.5, policy_config={"rounds": 2})
     assert not calls
+
+
+def test_a_preset_expands_and_the_users_keys_win():
+    tuned = PPOConfig.PRESETS["tuned"]
+    cfg = config_from_dict(PPOConfig, {"preset": "tuned", "fill": False, "lr": 1e-3})
+    for key, value in tuned.items():
+        assert getattr(cfg, key) == (False if key == "fill" else value), key
+    assert cfg.lr == 1e-3 and cfg.episodes == PPOConfig().episodes
+    assert config_from_dict(PPOConfig, {"preset": "tuned"}) != PPOConfig()
+    d = described(cfg)
+    assert d["keep_init"] == {"value": tuned["keep_init"], "source": "user"}
+
+
+@pytest.mark.parametrize("cls, data, match", [
+    (PPOConfig, {"preset": "fast"}, r"PPOConfig: unknown preset 'fast'; known: \['tuned'\]"),
+    (PPOConfig, {"preset": 3}, r"unknown preset 3"),
+    (MCQConfig, {"preset": "tuned"}, r"MCQConfig has no presets \(option 'preset'='tuned'\)"),
+    (PPOConfig, {"preset": "tuned", "group_noise": -1}, r"'group_noise'=-1 must be >= 0"),
+])
+def test_bad_presets_name_the_preset(cls, data, match):
+    with pytest.raises(fxprune.OptionError, match=match):
+        config_from_dict(cls, data)
+
+
+def test_every_preset_is_a_valid_set_of_options():
+    for cls in (MCQConfig, PPOConfig):
+        for name, values in cls.PRESETS.items():
+            assert config_from_dict(cls, dict(values)) == config_from_dict(cls, {"preset": name})
