@@ -137,6 +137,9 @@ class _Search:
         if cfg.group_noise and not cfg.group_shift:
             raise FxpruneError(f"ppo: group_noise={cfg.group_noise} samples around the learned group shifts; "
                                "set group_shift=True with it")
+        if cfg.prefer_decode and not cfg.final_decode:
+            raise FxpruneError("ppo: prefer_decode=True returns the greedy decode, which final_decode=False "
+                               "switches off; set final_decode=True with it")
 
     # ---- the environment --------------------------------------------------------------------------
     def cost_ratio(self, keep: np.ndarray) -> float:
@@ -411,7 +414,7 @@ class _Search:
             self.rl.log({"kind": RowKind.FINAL, "reward": m.score, "score": m.score, "acc": m.acc,
                          "flops_ratio": m.flops_ratio, "params_ratio": m.params_ratio, "feasible": m.feasible,
                          "bn_recalib": m.bn_recalib, "mode": m.mode, "decode": "greedy"})
-            if m.feasible and m.score > st.best_acc:
+            if m.feasible and (m.score > st.best_acc or self.cfg.prefer_decode):
                 chosen, source = greedy, "greedy decode"
         chosen, repaired = self.alloc.repair(chosen)
         info = {"evaluations": self.rl.n_evals, "episodes": st.episodes, "updates": st.updates,

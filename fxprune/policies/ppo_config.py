@@ -68,6 +68,9 @@ class PPOConfig(SearchConfig):
                                      "(0: none)", low=0)
     final_decode: bool = option(True, f"{U}: also score the greedy decode (logit > 0, repaired) and keep the "
                                 "better of it and the best sampled plan")
+    prefer_decode: bool = option(False, f"{U}: return the greedy decode whenever it is feasible, even where the best "
+                                 "sampled plan scored higher: that plan is the maximum of hundreds of noisy scores, "
+                                 "so its score is biased upwards (needs final_decode)")
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         # Chosen on pretrained CIFAR-10 ResNet-56 at 50% FLOPs (likelihood reward, 440 evaluations, search seed 0)

@@ -275,3 +275,22 @@ def test_fill_makes_every_feasible_plan_spend_its_budget(tmp_path, monkeypatch):
             on, dropped = logits[cls][keep[cls] > 0.5], logits[cls][keep[cls] < 0.5]
             assert not dropped.size or on.min() >= dropped.max(), f"group {g} kept a lower-logit channel"
     assert feasible >= 8
+
+
+def test_prefer_decode_returns_the_greedy_decode_even_where_a_sample_scored_higher(tmp_path):
+    default = prune(tmp_path / "a", keep_init="global")
+    r = prune(tmp_path / "b", keep_init="global", prefer_decode=True)  # the same search; only the choice differs
+    final = [x for x in r.search["history"] if x["kind"] == "final"]
+    assert len(final) == 1 and final[0]["feasible"]
+    best = r.search["info"]["best_sampled_score"]
+    assert best == pytest.approx(default.search["info"]["best_sampled_score"])
+    assert final[0]["score"] < best, "the tiny task's best sample outscores the decode (the case this option is for)"
+    assert default.search["info"]["chosen"] == "best sampled plan"
+    assert r.search["info"]["chosen"] == "greedy decode"
+    assert r.report.flops_ratio == pytest.approx(final[0]["flops_ratio"])
+    assert r.plan.to_dict() != default.plan.to_dict()
+
+
+def test_prefer_decode_without_the_final_decode_is_a_clear_error(tmp_path):
+    with pytest.raises(fxprune.FxpruneError, match="prefer_decode=True.*final_decode=True"):
+        prune(tmp_path, prefer_decode=True, final_decode=False)
