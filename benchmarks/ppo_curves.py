@@ -32,8 +32,8 @@ def collect(pattern: str, match: dict) -> list[dict]:
             continue
         meta = json.loads(run.read_text())
         cfg = meta.get("config") or {}
-        if any(cfg.get(k) != v for k, v in match.items()):
-            continue
+        if any(cfg.get(k) != v for k, v in match.items()) or cfg.get("prefer_decode"):
+            continue  # (prefer_decode: a re-decoded copy of another search, ppo_redecode.py)
         info = json.loads(res.read_text())["info"]
         out.append({"seed": meta.get("seed"), "config": {k: cfg.get(k) for k in KEYS},
                     "chosen": info.get("chosen"), "batches": [
