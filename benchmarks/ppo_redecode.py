@@ -62,6 +62,9 @@ def main(argv=None) -> None:
         defaults = dataclasses.asdict(PPOConfig())
         user = {k: meta["config"][k] for k in ORDER if meta["config"][k] != defaults[k]}
         t = time.perf_counter()
+        if set(meta["budget"]) != {"flops"}:
+            raise SystemExit(f"{src}: ppo_redecode.py re-runs FLOPs budgets (cifar10_resnet56.py's); "
+                             f"this search had {meta['budget']}")
         res = fxprune.prune(model, meta["budget"]["flops"],
                             example_inputs=ex, policy="ppo", importance=meta["importance"],
                             round_to=meta["round_to"], progress=False, resume=True, seed=seed, run_dir=folder,
