@@ -34,8 +34,9 @@ from ..search.buffers import RolloutBuffer
 from ..search.runlog import RowKind
 from .base import PolicyContext, PolicyResult, get_policy, register_policy
 from .ppo_config import PPOConfig
-from .ppo_math import (Competition, bernoulli_entropy, bernoulli_logprob, clipped_surrogate, executed_mask,
-                       fill_to_budget, jaccard, lagrangian, normalise, rank_prior, ranked_mask, self_competition)
+from .ppo_math import (Competition, bernoulli_entropy, bernoulli_logprob, centre_prior, clipped_surrogate,
+                       executed_mask, fill_to_budget, jaccard, lagrangian, normalise, rank_prior, ranked_mask,
+                       self_competition)
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +141,9 @@ class _Search:
         if cfg.prefer_decode and not cfg.final_decode:
             raise FxpruneError("ppo: prefer_decode=True returns the greedy decode, which final_decode=False "
                                "switches off; set final_decode=True with it")
+        if cfg.prior_center != "boundary" and cfg.keep_init == "bias":
+            raise FxpruneError(f"ppo: prior_center={cfg.prior_center!r} moves the rank prior, which keep_init='bias' "
+                               "does not have; set keep_init to 'uniform' or 'global' with it")
 
     # ---- the environment --------------------------------------------------------------------------
     def cost_ratio(self, keep: np.ndarray) -> float:
@@ -185,7 +189,10 @@ class _Search:
         self.prior = None
         if cfg.keep_init != "bias":
             ref = self.reference_counts(cfg.keep_init)
-            self.prior = torch.from_numpy(rank_prior(ctx.rank, g.group_of_class, ref, ctx.sizes)).float()
+            prior = rank_prior(ctx.rank, g.group_of_class, ref, ctx.sizes)
+            if cfg.prior_center == "mean":
+                prior = centre_prior(prior, g.group_of_class, ref, cfg.rank_sharpness)
+            self.prior = torch.from_numpy(prior).float()
         self.agent = Agent(feat_dim, self.chan.shape[1], cfg.chunks, cfg.hidden, k0, ctx.seed, self.chan_nodes,
                            None if self.prior is None else cfg.rank_sharpness, cfg.group_shift)
         self.opt = torch.optim.Adam(self.agent.parameters(), lr=cfg.lr, eps=1e-5)

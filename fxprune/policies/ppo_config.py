@@ -46,6 +46,11 @@ class PPOConfig(SearchConfig):
                             "samples explore around it", choices=("bias", "uniform", "global"))
     rank_sharpness: float = option(10.0, f"{U}: initial slope of the rank prior (logit per group width of "
                                    "rank; learned)", low=0.0, low_open=True)
+    prior_center: str = option("boundary", f"{U}: where the rank prior starts each group: 'boundary' puts logit 0 "
+                               "between the reference plan's kept and dropped channels; 'mean' shifts it (one fixed "
+                               "shift per group) so that the expected kept count of a sample is the reference count, "
+                               "which a flat slope otherwise undershoots (needs keep_init 'uniform' or 'global')",
+                               choices=("boundary", "mean"))
     group_shift: bool = option(False, f"{U}: add one learned logit shift per group (a linear map of the group's "
                                "embedding, zero at the start; in group widths under a rank prior), so that moving a "
                                "group's keep boundary is one direction of the policy instead of many channel logits")

@@ -142,3 +142,26 @@ def rank_prior(rank: np.ndarray, group_of: np.ndarray, counts: np.ndarray, sizes
     times it is a logit whose sign is the reference plan with ``counts`` channels per group."""
     k, c = counts[group_of].astype(np.float64), np.maximum(sizes[group_of], 1).astype(np.float64)
     return (k - 0.5 - rank) / c
+
+
+def centre_prior(prior: np.ndarray, group_of: np.ndarray, counts: np.ndarray, slope: float,
+                 iters: int = 60) -> np.ndarray:
+    """``prior`` (``rank_prior``) plus one shift ``d_g`` per group, in group widths within [-1, 1],
+    such that the expected number of channels a Bernoulli sample keeps under the logits
+    ``slope * (prior + d_g)`` is the reference count ``k_g``: ``sum_c sigmoid(slope (p_c + d_g)) = k_g``
+    (bisection; the sum rises with ``d_g``). ``rank_prior`` alone puts the *boundary* at ``k_g``, and
+    with a flat slope the samples of a group that keeps most of its channels fall short of ``k_g``."""
+    prior = np.asarray(prior, np.float64)
+    out = prior.copy()
+    for g in np.unique(group_of):
+        idx = np.flatnonzero(group_of == g)
+        k = float(counts[g])
+        lo, hi = -1.0, 1.0
+        for _ in range(iters):
+            mid = 0.5 * (lo + hi)
+            if (1.0 / (1.0 + np.exp(-slope * (prior[idx] + mid)))).sum() < k:
+                lo = mid
+            else:
+                hi = mid
+        out[idx] = prior[idx] + 0.5 * (lo + hi)
+    return out

@@ -294,3 +294,33 @@ def test_prefer_decode_returns_the_greedy_decode_even_where_a_sample_scored_high
 def test_prefer_decode_without_the_final_decode_is_a_clear_error(tmp_path):
     with pytest.raises(fxprune.FxpruneError, match="prefer_decode=True.*final_decode=True"):
         prune(tmp_path, prefer_decode=True, final_decode=False)
+
+
+def test_prior_center_mean_without_a_rank_prior_is_a_clear_error(tmp_path):
+    with pytest.raises(fxprune.FxpruneError, match="prior_center='mean'.*keep_init"):
+        prune(tmp_path, prior_center="mean")
+
+
+def test_prior_center_mean_centres_the_samples_kept_counts_on_the_reference(tmp_path, monkeypatch):
+    """Under a flat rank prior (slope 3) and no learning, the boundary prior's samples keep fewer
+    channels per group than global's plan; the centred prior's samples keep as many on average."""
+    from fxprune.policies.global_rank import GlobalRank
+
+    sampled, real = [], ppo_mod._Search.execute
+
+    def execute(self, keep, logits):
+        sampled[-1].append((keep.copy(), self))
+        return real(self, keep, logits)
+
+    monkeypatch.setattr(ppo_mod._Search, "execute", execute)
+    gap = {}
+    for centre in ("boundary", "mean"):
+        sampled.append([])
+        prune(tmp_path / centre, keep_init="global", rank_sharpness=3.0, prior_center=centre, lr=1e-12,
+              episodes=64, batch_episodes=64, gae_epochs=0)
+        s = sampled[-1][0][1]
+        ref = np.asarray(GlobalRank().run(s.ctx))[s.gids]
+        counts = np.array([[k[c].sum() for c in s.classes] for k, _ in sampled[-1]])
+        gap[centre] = counts.mean(0) - ref
+    assert gap["boundary"].sum() < -0.1 * len(gap["boundary"]), gap  # undershoots
+    assert abs(gap["mean"].sum()) < 0.25 * abs(gap["boundary"].sum()), gap

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from fxprune.policies.ppo_math import (Competition, bernoulli_entropy, bernoulli_logprob, clipped_surrogate,
+from fxprune.policies.ppo_math import (Competition, bernoulli_entropy, bernoulli_logprob, centre_prior, clipped_surrogate,
                                        executed_mask, fill_to_budget, jaccard, lagrangian, normalise, rank_prior,
                                        ranked_mask, self_competition)
 from fxprune.search.buffers import ReplayBuffer, RolloutBuffer, gae
@@ -282,3 +282,36 @@ def test_rank_prior_is_positive_exactly_on_the_reference_plan(seed):
     for g in range(6):
         p = np.sort(prior[group_of == g])
         np.testing.assert_allclose(np.diff(p), 1.0 / sizes[g])
+
+
+@pytest.mark.parametrize("slope", [3.0, 10.0, 40.0])
+def test_centre_prior_makes_the_expected_kept_count_the_reference_count(slope):
+    rng = np.random.default_rng(int(slope))
+    sizes = rng.integers(4, 40, 8)
+    group_of = np.repeat(np.arange(8), sizes)
+    rank = np.concatenate([rng.permutation(n) for n in sizes])
+    counts = np.array([rng.integers(1, n) for n in sizes])  # 0 < k < C: reachable within one group width
+    prior = rank_prior(rank, group_of, counts, sizes)
+    centred = centre_prior(prior, group_of, counts, slope)
+    for g in range(8):
+        on = group_of == g
+        expected = (1.0 / (1.0 + np.exp(-slope * centred[on]))).sum()
+        assert expected == pytest.approx(counts[g], abs=1e-6)
+        shift = centred[on] - prior[on]
+        np.testing.assert_allclose(shift, shift[0], atol=1e-12)  # one shift per group: the ranking within it is kept
+        assert -1.0 <= shift[0] <= 1.0
+        boundary = (1.0 / (1.0 + np.exp(-slope * prior[on]))).sum()
+        # the shift moves the expected count towards k from where the boundary prior leaves it
+        assert np.sign(shift[0]) == np.sign(counts[g] - boundary) or abs(counts[g] - boundary) < 1e-9
+
+
+def test_centre_prior_shifts_a_group_that_keeps_most_of_its_channels_up_under_a_flat_slope():
+    """k = 0.7 C: the kept side spans 0 … 0.7 s and the dropped side 0 … −0.3 s, so the boundary
+    prior's samples fall short of k; the centred prior needs a positive shift, smaller when steeper."""
+    c, k = 100, 70
+    group_of, rank = np.zeros(c, np.int64), np.arange(c)
+    prior = rank_prior(rank, group_of, np.array([k]), np.array([c]))
+    shifts = [float((centre_prior(prior, group_of, np.array([k]), s) - prior)[0]) for s in (3.0, 10.0, 40.0)]
+    assert shifts[0] > shifts[1] > shifts[2] > 0.0, shifts
+    # by hand (the integral of the logistic): at s = 3 the shift is about 0.13 group widths
+    assert shifts[0] == pytest.approx(0.13, abs=0.02)
