@@ -56,7 +56,9 @@ def label(cfg: dict) -> str:
 
 def merge(old: list[dict], new: list[dict]) -> list[dict]:
     """``old`` with ``new`` added; a search already there (same seed and options) is replaced."""
-    key = lambda c: (c["seed"], label(c["config"]))  # noqa: E731
+    def key(c: dict) -> tuple:
+        return c["seed"], label(c["config"])
+
     have = {key(c): c for c in old}
     have.update({key(c): c for c in new})
     return list(have.values())
