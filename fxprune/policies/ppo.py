@@ -36,7 +36,7 @@ from .base import PolicyContext, PolicyResult, get_policy, register_policy
 from .ppo_config import PPOConfig
 from .ppo_math import (Competition, bernoulli_entropy, bernoulli_logprob, centre_prior, clipped_surrogate,
                        executed_mask, fill_to_budget, jaccard, lagrangian, normalise, rank_prior, ranked_mask,
-                       self_competition)
+                       self_competition, slope_factor)
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +62,13 @@ class Agent(nn.Module):
                 nn.init.zeros_(self.shift.bias)
         # the prior's slope is learned (in log space, so it stays positive)
         self.log_sharpness = None if sharpness is None else nn.Parameter(torch.tensor(float(np.log(sharpness))))
+        self.factor = 1.0  # the slope schedule's factor (ppo_math.slope_factor), set before each batch
         self.chunks, self.channel_nodes = chunks, channel_nodes
 
     def slope(self) -> torch.Tensor | float:
-        """The rank prior's learned slope (1 without a prior): the unit of the group shifts."""
-        return 1.0 if self.log_sharpness is None else self.log_sharpness.exp()
+        """The rank prior's learned slope times the schedule's factor (1 without a prior): the unit of
+        the group shifts."""
+        return 1.0 if self.log_sharpness is None else self.log_sharpness.exp() * self.factor
 
     def forward(self, feats, chan: torch.Tensor, group_of: torch.Tensor, t: int, cost: float,
                 nodes: torch.Tensor | None = None, prior: torch.Tensor | None = None,
@@ -141,6 +143,9 @@ class _Search:
         if cfg.prefer_decode and not cfg.final_decode:
             raise FxpruneError("ppo: prefer_decode=True returns the greedy decode, which final_decode=False "
                                "switches off; set final_decode=True with it")
+        if cfg.rank_sharpness_final and cfg.keep_init == "bias":
+            raise FxpruneError(f"ppo: rank_sharpness_final={cfg.rank_sharpness_final} anneals the rank prior's slope, "
+                               "which keep_init='bias' does not have; set keep_init to 'uniform' or 'global' with it")
         if cfg.prior_center != "boundary" and cfg.keep_init == "bias":
             raise FxpruneError(f"ppo: prior_center={cfg.prior_center!r} moves the rank prior, which keep_init='bias' "
                                "does not have; set keep_init to 'uniform' or 'global' with it")
@@ -369,6 +374,7 @@ class _Search:
         bar = tqdm(total=cfg.episodes, initial=st.episodes, desc="ppo", unit="episode", disable=not ctx.progress)
         while st.episodes < cfg.episodes and (self.rl.max_evals is None or self.room() > 0):
             n = min(cfg.batch_episodes, cfg.episodes - st.episodes)
+            self.schedule(st)  # the slope of this batch's samples and of its update
             plans, _, buf = self.sample_batch(n)
             rewards, rows = self.rewards(plans, st, st.updates)
             self._assign(buf, rewards)
@@ -377,7 +383,8 @@ class _Search:
             summary = {"update": st.updates, "episodes": st.episodes + n,
                        "infeasible_fraction": 1.0 - len(feas) / max(len(rows), 1),
                        "feasible_acc": float(np.mean([r["acc"] for r in feas if "acc" in r])) if feas else None,
-                       "mean_reward": float(np.mean(rewards)), "a_ref": st.a_ref, "lam": st.lam, **stats}
+                       "mean_reward": float(np.mean(rewards)), "a_ref": st.a_ref, "lam": st.lam,
+                       "slope": float(torch.as_tensor(self.agent.slope()).detach()), **stats}
             st.batches.append(summary)
             self.rl.log({"kind": RowKind.UPDATE, **summary})
             st.episodes += n
@@ -388,6 +395,12 @@ class _Search:
         bar.close()
         keep, info = self.finish(st)
         return PolicyResult(keep, None, list(self.rl.rows), info)
+
+    def schedule(self, st: PPOState) -> None:
+        """Set the slope schedule's factor for the episodes that follow ``st.episodes``."""
+        cfg = self.cfg
+        self.agent.factor = slope_factor(st.episodes, cfg.rank_sharpness, cfg.rank_sharpness_final,
+                                         cfg.anneal_episodes)
 
     @staticmethod
     def _assign(buf: RolloutBuffer, rewards: list[float]) -> None:
@@ -410,6 +423,7 @@ class _Search:
 
     def finish(self, st: PPOState) -> tuple[np.ndarray, dict]:
         n = self.ctx.graph.n_classes
+        self.schedule(st)  # the greedy decode reads the slope reached at the end
         best = np.ones(n)
         best[np.asarray(st.best_dropped, np.int64)] = 0.0
         chosen, source = best, "best sampled plan"

@@ -46,6 +46,12 @@ class PPOConfig(SearchConfig):
                             "samples explore around it", choices=("bias", "uniform", "global"))
     rank_sharpness: float = option(10.0, f"{U}: initial slope of the rank prior (logit per group width of "
                                    "rank; learned)", low=0.0, low_open=True)
+    rank_sharpness_final: float = option(0.0, f"{U}: anneal the rank prior's slope geometrically from "
+                                         "rank_sharpness to this value over the first anneal_episodes episodes (a "
+                                         "factor on the learned slope; 0: no schedule): steep while the policy learns "
+                                         "the budget, flatter to explore the channels; needs keep_init 'uniform' or "
+                                         "'global'", low=0.0)
+    anneal_episodes: int = option(200, f"{U}: episodes over which rank_sharpness_final is reached", low=1)
     prior_center: str = option("boundary", f"{U}: where the rank prior starts each group: 'boundary' puts logit 0 "
                                "between the reference plan's kept and dropped channels; 'mean' shifts it (one fixed "
                                "shift per group) so that the expected kept count of a sample is the reference count, "

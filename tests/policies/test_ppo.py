@@ -109,7 +109,8 @@ def test_report_shows_jaccard_per_group_and_the_plots(recorded, tmp_path):
                                  {"keep_init": "uniform", "chunks": 2}, {"group_shift": True},
                                  {"keep_init": "global", "group_shift": True, "chunks": 2}, {"select": "ranked"},
                                  {"fill": True}, {"keep_init": "global", "select": "ranked", "fill": True, "chunks": 2},
-                                 {"group_noise": 0.2, "group_shift": True, "keep_init": "global", "chunks": 2}])
+                                 {"group_noise": 0.2, "group_shift": True, "keep_init": "global", "chunks": 2},
+                                 {"rank_sharpness_final": 3.0, "keep_init": "global", "anneal_episodes": 16}])
 def test_options_run_and_meet_the_budget(cfg, tmp_path):
     r = prune(tmp_path, **cfg)
     assert r.report.flops_ratio <= 0.5 + 1e-9
@@ -124,7 +125,9 @@ def test_group_noise_without_the_group_shift_is_a_clear_error(tmp_path):
 
 
 @pytest.mark.parametrize("cfg", [{"group_noise": 0.2, "group_shift": True, "keep_init": "global", "chunks": 2},
-                                 {"group_noise": 0.2, "group_shift": True}, {"chunks": 2}])
+                                 {"group_noise": 0.2, "group_shift": True}, {"chunks": 2},
+                                 {"group_noise": 0.2, "group_shift": True, "keep_init": "global",
+                                  "rank_sharpness_final": 3.0, "anneal_episodes": 8}])
 def test_the_update_recomputes_the_log_probabilities_it_sampled_with(cfg, tmp_path, monkeypatch):
     """Before the first gradient step of an update, the policy gives every stored row the
     log-probability it was sampled with (the PPO ratio starts at 1), group shifts included."""
@@ -324,3 +327,22 @@ def test_prior_center_mean_centres_the_samples_kept_counts_on_the_reference(tmp_
         gap[centre] = counts.mean(0) - ref
     assert gap["boundary"].sum() < -0.1 * len(gap["boundary"]), gap  # undershoots
     assert abs(gap["mean"].sum()) < 0.25 * abs(gap["boundary"].sum()), gap
+
+
+def test_rank_sharpness_final_without_a_rank_prior_is_a_clear_error(tmp_path):
+    with pytest.raises(fxprune.FxpruneError, match="rank_sharpness_final=3.0.*keep_init"):
+        prune(tmp_path, rank_sharpness_final=3.0)
+
+
+def test_the_slope_schedule_anneals_the_slope_of_each_batch(tmp_path):
+    """With learning off (lr ~ 0) the slope each batch samples with is the schedule's: geometric
+    from rank_sharpness to rank_sharpness_final over anneal_episodes, then constant; without a
+    schedule it stays at rank_sharpness."""
+    def slopes(**cfg):
+        r = prune(tmp_path / str(len(cfg)), keep_init="global", lr=1e-12, episodes=40, batch_episodes=8,
+                  gae_epochs=0, **cfg)
+        return [u["slope"] for u in r.search["info"]["batches"]]
+
+    annealed = slopes(rank_sharpness=10.0, rank_sharpness_final=2.5, anneal_episodes=16)
+    assert annealed == pytest.approx([10.0, 5.0, 2.5, 2.5, 2.5], rel=1e-4)
+    assert slopes(rank_sharpness=10.0) == pytest.approx([10.0] * 5, rel=1e-4)

@@ -9,7 +9,7 @@ import torch
 
 from fxprune.policies.ppo_math import (Competition, bernoulli_entropy, bernoulli_logprob, centre_prior, clipped_surrogate,
                                        executed_mask, fill_to_budget, jaccard, lagrangian, normalise, rank_prior,
-                                       ranked_mask, self_competition)
+                                       ranked_mask, self_competition, slope_factor)
 from fxprune.search.buffers import ReplayBuffer, RolloutBuffer, gae
 from fxprune.search.heads import BernoulliHead, TanhGaussian
 
@@ -315,3 +315,14 @@ def test_centre_prior_shifts_a_group_that_keeps_most_of_its_channels_up_under_a_
     assert shifts[0] > shifts[1] > shifts[2] > 0.0, shifts
     # by hand (the integral of the logistic): at s = 3 the shift is about 0.13 group widths
     assert shifts[0] == pytest.approx(0.13, abs=0.02)
+
+
+@pytest.mark.parametrize("start,final,span", [(10.0, 3.0, 200), (3.0, 10.0, 50), (10.0, 0.0, 100)])
+def test_slope_factor_is_geometric_from_one_to_final_over_start(start, final, span):
+    f = [slope_factor(e, start, final, span) for e in (0, span // 2, span, 2 * span)]
+    if final == 0:
+        assert f == [1.0] * 4
+        return
+    assert f[0] == pytest.approx(1.0)
+    assert f[1] == pytest.approx((final / start) ** 0.5)  # half way: the geometric mean of the slopes
+    assert f[2] == pytest.approx(final / start) and f[3] == pytest.approx(final / start)
