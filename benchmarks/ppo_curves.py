@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 # the options that tell the compared configurations apart (the rest were the same in every search)
-KEYS = ("keep_init", "batch_episodes", "group_shift", "fill", "select", "rank_sharpness", "group_noise", "prior_center")
+KEYS = ("keep_init", "batch_episodes", "group_shift", "fill", "select", "rank_sharpness", "group_noise", "prior_center",
+        "rank_sharpness_final", "anneal_episodes")
 
 
 def collect(pattern: str, match: dict) -> list[dict]:
@@ -38,7 +39,7 @@ def collect(pattern: str, match: dict) -> list[dict]:
         info = json.loads(res.read_text())["info"]
         out.append({"seed": meta.get("seed"), "config": {k: cfg.get(k) for k in KEYS},
                     "chosen": info.get("chosen"), "batches": [
-                        {"infeasible_fraction": b["infeasible_fraction"], "feasible_acc": b["feasible_acc"]}
+                        {k: b[k] for k in ("infeasible_fraction", "feasible_acc", "slope") if k in b}
                         for b in info["batches"]]})
     return out
 
@@ -47,6 +48,8 @@ def label(cfg: dict) -> str:
     """The configuration's name in the figure: its slope, and its noise and prior centring where
     they differ from the preset's (0.1, 'boundary'; older folders have no ``prior_center``)."""
     out = f"rank_sharpness {cfg['rank_sharpness']:g}"
+    if cfg.get("rank_sharpness_final"):  # the slope schedule (older folders have none)
+        out += f"→{cfg['rank_sharpness_final']:g} over {cfg['anneal_episodes']} episodes"
     if cfg.get("group_noise") != 0.1:
         out += f", group_noise {cfg.get('group_noise'):g}"
     if cfg.get("prior_center") not in (None, "boundary"):
@@ -83,7 +86,8 @@ def plot(curves: list[dict], out: Path) -> None:
     import matplotlib.pyplot as plt
 
     names = sorted({label(c["config"]) for c in curves})
-    colours = dict(zip(names, ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")))
+    colours = dict(zip(names, ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown",
+                               "tab:pink", "tab:olive")))
     fig, (a1, a2) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
     for c in curves:
         s = label(c["config"])
