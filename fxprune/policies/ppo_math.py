@@ -170,8 +170,8 @@ def centre_prior(prior: np.ndarray, group_of: np.ndarray, counts: np.ndarray, sl
 def slope_factor(episodes: int, start: float, final: float, span: int) -> float:
     """The factor on the rank prior's learned slope after ``episodes`` episodes: geometric from 1
     (slope ``start``) to ``final / start`` at ``span`` episodes, constant after; 1 when ``final`` is 0
-    (no schedule). A steep slope samples plans near the reference plan's boundary (about half of
-    them over the budget at the start), a flat one explores channels further from it."""
+    (no schedule). A steep slope samples plans close to the reference plan's boundary, some of them
+    over the budget; a flat one explores channels further from it and undershoots the count."""
     if final <= 0:
         return 1.0
     return float((final / start) ** min(max(episodes, 0) / span, 1.0))
