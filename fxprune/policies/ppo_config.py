@@ -90,4 +90,10 @@ class PPOConfig(SearchConfig):
         # whole-step group shifts; 16 episodes per update suit a budget of a few hundred evaluations. [U]
         "tuned": {"keep_init": "global", "batch_episodes": 16, "group_shift": True, "fill": True,
                   "rank_sharpness": 3.0, "group_noise": 0.1},
+        # The same with the slope annealed from 10 to 3 over the first 200 episodes, so that the first samples
+        # straddle the budget and the policy learns it (infeasible fraction 0.12-0.25 -> 0) before the flat slope
+        # explores; search seeds 0-2: 87.63% +- 0.29 after the fair fine-tune, +0.42 over global. [U]
+        "annealed": {"keep_init": "global", "batch_episodes": 16, "group_shift": True, "fill": True,
+                     "rank_sharpness": 10.0, "rank_sharpness_final": 3.0, "anneal_episodes": 200,
+                     "group_noise": 0.1},
     }

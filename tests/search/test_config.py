@@ -89,7 +89,7 @@ def test_a_preset_expands_and_the_users_keys_win():
 
 
 @pytest.mark.parametrize("cls, data, match", [
-    (PPOConfig, {"preset": "fast"}, r"PPOConfig: unknown preset 'fast'; known: \['tuned'\]"),
+    (PPOConfig, {"preset": "fast"}, r"PPOConfig: unknown preset 'fast'; known: \['annealed', 'tuned'\]"),
     (PPOConfig, {"preset": 3}, r"unknown preset 3"),
     (MCQConfig, {"preset": "tuned"}, r"MCQConfig has no presets \(option 'preset'='tuned'\)"),
     (PPOConfig, {"preset": "tuned", "group_noise": -1}, r"'group_noise'=-1 must be >= 0"),
