@@ -56,7 +56,10 @@ VARIANTS = {"sac": {}, "noz": {"env_code": False}, "noalign": {"beta_align": 0.0
             "all-lik": {"scope": "all", "reward_score": "likelihood"},
             # (a'') with each reward scored after 25 SGD steps of the pruned copy (the substrate's training probe):
             # tests the reading that an immature network's accuracy right after pruning misranks the plans
-            "all-probe": {"scope": "all", "reward_train_steps": 25}}
+            "all-probe": {"scope": "all", "reward_train_steps": 25},
+            # (a'') with the actor starting at the prune rate that spreads the budget over every group: tests the
+            # reading that the first groups spend the budget and the upper bound zeroes the rest (stop 30 notes)
+            "all-uniform": {"scope": "all", "action_init": "uniform"}}
 LABEL = {"sac": "(a) sac", "global": "(b) dense → global", "uniform": "(c) dense → uniform",
          "noz": "(d) sac without z (no GRU / epoch embeddings)", "noalign": "(e) sac without alignment",
          "align": "(a') sac, stronger alignment (per-channel group lasso, beta_align 0.02)",
@@ -64,8 +67,9 @@ LABEL = {"sac": "(a) sac", "global": "(b) dense → global", "uniform": "(c) den
          "all-late": "(a''') sac, scope 'all', the agent acting until 80% of the epochs (App. B: 45%)",
          "all-lik": "(a'''') sac, scope 'all', likelihood reward (the paper: accuracy)",
          "all-probe": "(a''''') sac, scope 'all', rewards after a 25-step training probe",
+         "all-uniform": "(a6) sac, scope 'all', actions starting at the uniform rate (action_init)",
          "dense": "dense, unpruned (E + F epochs)"}
-SAC_ROWS = ("sac", "align", "all", "all-late", "all-lik", "all-probe")  # (a) and its variants, table order
+SAC_ROWS = ("sac", "align", "all", "all-late", "all-lik", "all-probe", "all-uniform")  # (a) and its variants, table order
 
 
 def main(argv=None):

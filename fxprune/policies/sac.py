@@ -39,7 +39,7 @@ from ..search.trainer import Trainer
 from .base import PolicyContext, PolicyResult, register_policy
 from .sac_config import SACConfig
 from .sac_math import (Schedule, actor_loss, align_loss, bisect_count, clip_action, closed_form_bounds,
-                       critic_target, polyak, to_unit)
+                       critic_target, polyak, pre_tanh_of_rate, to_unit)
 
 log = logging.getLogger(__name__)
 STATE_DIM = 9
@@ -137,6 +137,10 @@ class _Search:
                                f"{self.graph.model_name}" + ("; try scope='all'" if cfg.scope != "all" else ""))
         self.static_state()
         self.agent = Agent(cfg, ctx.seed)
+        if cfg.action_init == "uniform":  # every action starts at the rate that spreads the budget evenly
+            with torch.no_grad():
+                self.agent.actor.mu.weight.zero_()
+                self.agent.actor.mu.bias.fill_(pre_tanh_of_rate(self.uniform_rate()))
         self.opt_actor = torch.optim.Adam(self.agent.actor.parameters(), lr=cfg.lr_actor)
         self.opt_critic = torch.optim.Adam([*self.agent.q1.parameters(), *self.agent.q2.parameters()], lr=cfg.lr_critic)
         self.opt_env = torch.optim.Adam(self.agent.env.parameters(), lr=cfg.lr_env)
@@ -179,6 +183,23 @@ class _Search:
         self.layer = np.array(rows)
         self.cmax = max(float(self.layer[:, :2].max()), 1.0)
         self.kmax = max(float(self.layer[:, 3].max()), 1.0)
+
+    def uniform_rate(self) -> float:
+        """The smallest prune rate that, applied to every acted group (rounded as a rollout rounds,
+        never under a group's floor), keeps the cost within the budget (bisection on the cost model)."""
+        f_des, sizes, floor = self.ctx.budget.value * self.f0, self.alloc.sizes, self.alloc.floor
+
+        def cost(r: float) -> float:
+            c = sizes.copy()
+            for g in self.groups:
+                c[g] = max(int(floor[g]), int(sizes[g]) - int(np.floor(r * sizes[g] + 1e-9)))
+            return float(self.alloc.metric(self.alloc.keep_vector(c)))
+
+        lo, hi = 0.0, 1.0
+        for _ in range(40):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (lo, mid) if cost(mid) <= f_des else (mid, hi)
+        return hi
 
     def _producer_module(self, g: int):
         for m in self.graph.groups[g].producers:

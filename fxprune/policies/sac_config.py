@@ -60,6 +60,11 @@ class SACConfig(SearchConfig):
                                                                                                "frozen_plan"))
     env_code: bool = option(True, "z from the GRU over epoch embeddings [P]; False: z = 0 and no decoder, the "
                             "ablation of Tab. 3 [P]")
+    action_init: str = option("paper", f"{U}: 'paper' leaves the actor as initialised (its first actions are near "
+                              "a = 0.5, so with groups acted front to back the first ones spend the budget and the "
+                              "upper bound of Eq. 13 zeroes the rest); 'uniform' starts its mean at the one prune "
+                              "rate that, applied to every acted group, meets the budget (the paper gives no "
+                              "initial action)", choices=("paper", "uniform"))
     scope: str = option("block_interior", "the paper's: block interiors only, residual streams whole [P]; 'all': "
                         "every prunable group", choices=("block_interior", "all"))
     gamma: float = option(0.99, U, low=0.0, high=1.0)

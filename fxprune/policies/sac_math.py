@@ -107,3 +107,10 @@ class Schedule:
 
     def updates(self, e: int) -> bool:
         return self.fill < e <= self.agent_end
+
+
+def pre_tanh_of_rate(rate: float, margin: float = 1e-3) -> float:
+    """The pre-activation ``u`` whose squashed action ``(tanh(u) + 1) / 2`` is ``rate`` (kept inside
+    ``[margin, 1 - margin]``): the actor's mean bias that starts every action at ``rate``."""
+    r = min(max(float(rate), margin), 1.0 - margin)
+    return math.atanh(2.0 * r - 1.0)

@@ -159,3 +159,48 @@ def test_an_array_dataset_trains_with_the_recipes_batch_and_augmentation(augment
     assert seen and all(isinstance(d, ArrayLoader) for d in seen)
     assert {(d.batch_size, d.augment, d.shuffle) for d in seen} == {(48, augment, True)}
     assert len(seen[0].ds) == 300  # the reward split stays out of training
+
+
+def _resnet20_search(**cfg):
+    from fxprune.policies.base import make_context
+    from fxprune.policies.sac import _Search
+    from fxprune.policies.sac_config import SACConfig
+    from fxprune.search import DataSplits
+
+    g = fxprune.analyze(CifarResNet(20).eval(), (1, 3, 32, 32))
+    x, y = torch.randn(8, 3, 32, 32), torch.zeros(8, dtype=torch.long)
+    ctx = make_context(g, fxprune.Budget(flops=0.5), round_to=1, data=DataSplits(train=[(x, y)], reward=[(x, y)]),
+                       config=SACConfig(epochs=4, **cfg))
+    return _Search(ctx, ctx.config), ctx
+
+
+def test_action_init_uniform_spreads_the_budget_over_every_group():
+    """On ResNet-20 over every group, the untrained actor's deterministic rollout spends the 50%
+    FLOPs budget on the first groups and the upper bound zeroes the last ones (action_init
+    'paper'); started at the uniform rate, every group is pruned at about that rate and the
+    rollout still lands in [F_des (1 - tol), F_des]."""
+    z = torch.zeros(8)
+    paper, _ = _resnet20_search(scope="all", z_dim=8)
+    acts = np.array([a for _, a in paper.rollout(None, z, deterministic=True)[0]])
+    assert (acts[-3:] == 0).all() and acts[:3].min() > 0.3, acts
+    s, ctx = _resnet20_search(scope="all", z_dim=8, action_init="uniform")
+    r = s.uniform_rate()
+    assert 0.05 < r < 0.5
+    traj, counts = s.rollout(None, z, deterministic=True)
+    acts = np.array([a for _, a in traj])
+    # every group at the rate but the last, which the upper bound trims so as not to undershoot
+    assert np.abs(acts[:-1] - r).max() < 0.05 and acts[-1] > 0, (acts, r)
+    assert 0.5 * (1 - 0.03) <= ctx.alloc.ratio(counts) <= 0.5 + 1e-9
+
+
+def test_uniform_rate_is_the_smallest_rate_that_meets_the_budget():
+    s, ctx = _resnet20_search(scope="all", z_dim=8, action_init="uniform")
+    r = s.uniform_rate()
+
+    def ratio(rate):
+        c = ctx.alloc.sizes.copy()
+        for g in s.groups:
+            c[g] = max(int(ctx.alloc.floor[g]), int(c[g]) - int(np.floor(rate * c[g] + 1e-9)))
+        return ctx.alloc.ratio(c)
+
+    assert ratio(r) <= 0.5 + 1e-9 < ratio(r - 0.01)

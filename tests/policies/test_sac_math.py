@@ -7,7 +7,8 @@ import torch
 
 from fxprune.policies.sac import EnvCode
 from fxprune.policies.sac_math import (Schedule, actor_loss, align_loss, bisect_count, clip_action,
-                                       closed_form_bounds, critic_target, polyak, to_unit)
+                                       closed_form_bounds, critic_target, polyak, pre_tanh_of_rate,
+                                       to_unit)
 
 
 def test_schedule_is_the_papers_at_200_epochs_and_scales():
@@ -143,3 +144,10 @@ def test_decoder_mse_falls_on_a_synthetic_drifting_reward():
     blind = float(((r - r.mean()) - 0.2 * ((s - s.mean(0)) @ w)).var())  # the drift's variance: no z, no fit
     assert np.mean(losses[-20:]) < 0.25 * np.mean(losses[:20])
     assert np.mean(losses[-20:]) < 0.3 * blind
+
+
+@pytest.mark.parametrize("rate,expected", [(0.1, 0.1), (0.29, 0.29), (0.5, 0.5), (0.9, 0.9), (0.0, 1e-3), (1.0, 1 - 1e-3)])
+def test_pre_tanh_of_rate_squashes_back_to_the_rate(rate, expected):
+    u = torch.tensor([pre_tanh_of_rate(rate)], dtype=torch.float64)
+    a, _ = to_unit(torch.tanh(u), torch.zeros(()))
+    assert float(a) == pytest.approx(expected, abs=1e-9)
