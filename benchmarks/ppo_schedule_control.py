@@ -73,12 +73,12 @@ def main(argv=None) -> None:
             if k.get("rank_sharpness_final") == full.rank_sharpness_final and \
                     k.get("rank_sharpness") == full.rank_sharpness and k.get("group_noise") == full.group_noise:
                 observed[c["seed"]] = [b["infeasible_fraction"] for b in c["batches"]]
-    lines = [f"# ppo: the slope schedule's own share of the falling infeasible fraction (ResNet-56, 50% FLOPs)",
+    lines = ["# ppo: the slope schedule's own share of the falling infeasible fraction (ResNet-56, 50% FLOPs)",
              "", f"Command: `python benchmarks/ppo_schedule_control.py --seeds {args.seeds} --samples {args.samples} "
              f"--config '{args.config}'`", "",
              f"Options: `{json.dumps(cfg)}`. Control: the untrained policy of the search seed (GAE-pretrained "
              f"encoder, no PPO update), {args.samples} samples per batch at that batch's slope, screened with the "
-             "cost model. Observed: the search's own batch of 16 (`" + args.curves + "`).", "",
+             f"cost model. Observed: the search's own batch of {full.batch_episodes} (`{args.curves}`).", "",
              "| batch | slope | " + " | ".join(f"seed {s}: control / observed" for s in args.seeds.split(",")) + " |",
              "|---:|---:|" + "---:|" * len(args.seeds.split(","))]
     per_seed = {}

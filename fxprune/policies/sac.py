@@ -39,7 +39,7 @@ from ..search.trainer import Trainer
 from .base import PolicyContext, PolicyResult, register_policy
 from .sac_config import SACConfig
 from .sac_math import (Schedule, actor_loss, align_loss, bisect_count, clip_action, closed_form_bounds,
-                       critic_target, polyak, pre_tanh_of_rate, to_unit)
+                       critic_target, kept_count, polyak, pre_tanh_of_rate, to_unit)
 
 log = logging.getLogger(__name__)
 STATE_DIM = 9
@@ -185,15 +185,15 @@ class _Search:
         self.kmax = max(float(self.layer[:, 3].max()), 1.0)
 
     def uniform_rate(self) -> float:
-        """The smallest prune rate that, applied to every acted group (rounded as a rollout rounds,
-        never under a group's floor), keeps the cost within the budget (bisection on the cost model)."""
-        f_des, sizes, floor = self.ctx.budget.value * self.f0, self.alloc.sizes, self.alloc.floor
+        """The smallest prune rate that, applied to every acted group (rounded as a rollout rounds:
+        ``kept_count``), keeps the cost within the budget (bisection on the cost model)."""
+        f_des, al = self.ctx.budget.value * self.f0, self.alloc
 
         def cost(r: float) -> float:
-            c = sizes.copy()
+            c = al.sizes.copy()
             for g in self.groups:
-                c[g] = max(int(floor[g]), int(sizes[g]) - int(np.floor(r * sizes[g] + 1e-9)))
-            return float(self.alloc.metric(self.alloc.keep_vector(c)))
+                c[g] = kept_count(r, int(al.sizes[g]), int(al.floor[g]), int(al.multiples[g]))
+            return float(al.metric(al.keep_vector(c)))
 
         lo, hi = 0.0, 1.0
         for _ in range(40):
@@ -262,11 +262,8 @@ class _Search:
             size, floor, m = int(self.alloc.sizes[g]), int(self.alloc.floor[g]), int(self.alloc.multiples[g])
             a_min, a_max = self.bounds(i, counts, f_prev, f_des)
             a = clip_action(a, a_min, a_max, 1.0 - floor / size)
-            keep = size - int(np.floor(a * size + 1e-9))
-            keep = min(keep, int(np.floor((1.0 - max(a_min, 0.0)) * size + 1e-9)))  # rounding never breaks a_min
-            keep = max(floor, keep)
-            if m > 1 and keep < size:
-                keep = max(floor, (keep // m) * m)  # down to the multiple: never over the budget
+            # rounding never breaks a_min
+            keep = kept_count(a, size, floor, m, most=int(np.floor((1.0 - max(a_min, 0.0)) * size + 1e-9)))
             counts[g] = keep
             f_prev += self.f_group[i] * keep / size
             traj.append((s, a))

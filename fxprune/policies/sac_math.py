@@ -114,3 +114,16 @@ def pre_tanh_of_rate(rate: float, margin: float = 1e-3) -> float:
     ``[margin, 1 - margin]``): the actor's mean bias that starts every action at ``rate``."""
     r = min(max(float(rate), margin), 1.0 - margin)
     return math.atanh(2.0 * r - 1.0)
+
+
+def kept_count(rate: float, size: int, floor: int, multiple: int, most: int | None = None) -> int:
+    """Channels a group of ``size`` keeps at prune ``rate``: ``size - floor(rate * size)``, at most
+    ``most`` (the lower action bound's count), never under ``floor``, and down to a ``multiple``
+    (never over the budget) unless the group stays whole."""
+    keep = size - int(math.floor(rate * size + 1e-9))
+    if most is not None:
+        keep = min(keep, most)
+    keep = max(floor, keep)
+    if multiple > 1 and keep < size:
+        keep = max(floor, (keep // multiple) * multiple)
+    return keep

@@ -7,8 +7,8 @@ import torch
 
 from fxprune.policies.sac import EnvCode
 from fxprune.policies.sac_math import (Schedule, actor_loss, align_loss, bisect_count, clip_action,
-                                       closed_form_bounds, critic_target, polyak, pre_tanh_of_rate,
-                                       to_unit)
+                                       closed_form_bounds, critic_target, kept_count, polyak,
+                                       pre_tanh_of_rate, to_unit)
 
 
 def test_schedule_is_the_papers_at_200_epochs_and_scales():
@@ -151,3 +151,14 @@ def test_pre_tanh_of_rate_squashes_back_to_the_rate(rate, expected):
     u = torch.tensor([pre_tanh_of_rate(rate)], dtype=torch.float64)
     a, _ = to_unit(torch.tanh(u), torch.zeros(()))
     assert float(a) == pytest.approx(expected, abs=1e-9)
+
+
+@pytest.mark.parametrize("args,expected", [
+    ((0.3, 16, 2, 1), 12),           # 16 - floor(4.8)
+    ((0.3, 16, 2, 8), 8),            # down to the multiple
+    ((0.99, 16, 4, 1), 4),           # never under the floor
+    ((0.1, 16, 1, 1, 10), 10),       # at most the lower bound's count
+    ((0.0, 12, 1, 8), 12),           # a whole group is not rounded
+    ((0.5, 16, 6, 4), 8)])
+def test_kept_count_rounds_as_the_rollout_does(args, expected):
+    assert kept_count(*args) == expected
