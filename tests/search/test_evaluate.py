@@ -167,6 +167,9 @@ def test_masked_and_compact_with_bn_recalibration_equal_surgery_with_it(name):
     """Adaptive BN: re-estimating the norm statistics on calibration batches before scoring
     gives the same metrics whether the plan is masked, compact or cut by surgery."""
     build, size, _ = MODELS[name]
+    # seeded build: the size of recalibration's effect on the loss depends on the initial
+    # weights, so without a seed it depended on which tests ran before this one
+    torch.manual_seed(0)
     model = _randomize_bn(build())
     graph = fxprune.analyze(model, (1, 3, size, size))
     data = _data(size)
@@ -183,8 +186,8 @@ def test_masked_and_compact_with_bn_recalibration_equal_surgery_with_it(name):
             assert got.loss == pytest.approx(loss, rel=1e-4, abs=1e-5)
             assert got.bn_recalib == 3
         assert (m.mode, c.mode) == ("masked", "compact")
-        if name != "densenet121" or seed:
-            assert p.loss != pytest.approx(m.loss, rel=1e-3)  # recalibration changed the score
+        # recalibration changed the score, by more than the tolerance of the agreement above
+        assert p.loss != pytest.approx(m.loss, rel=1e-3)
     # the working copy's statistics are back to the model's after every evaluation
     masked.restore()
     for (k, v), (_, w) in zip(masked.model.state_dict().items(), graph.gm.state_dict().items()):
