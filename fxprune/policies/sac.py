@@ -39,7 +39,7 @@ from ..search.trainer import Trainer
 from .base import PolicyContext, PolicyResult, register_policy
 from .sac_config import SACConfig
 from .sac_math import (Schedule, actor_loss, align_loss, bisect_count, clip_action, closed_form_bounds,
-                       critic_target, kept_count, polyak, pre_tanh_of_rate, to_unit)
+                       critic_target, fade_factor, kept_count, polyak, pre_tanh_of_rate, to_unit)
 
 log = logging.getLogger(__name__)
 STATE_DIM = 9
@@ -366,8 +366,11 @@ class _Search:
             def extra(model):  # noqa: F811 - the alignment term of Eq. 11
                 return beta * align_loss([(tensor_at(model, n), d, i) for n, d, i in slices], form)
 
-        with self.ev.training(np.ones(self.graph.n_classes)):
-            return self.trainer.train_epoch(epoch=e, seed=self.ctx.seed, extra_loss=extra)
+        with self.ev.training(np.ones(self.graph.n_classes)) as model:
+            stats = self.trainer.train_epoch(epoch=e, seed=self.ctx.seed, extra_loss=extra)
+            if keep is not None and self.cfg.align_fade:  # scale the removed channels' producers; 0 after epoch E
+                self.ev.zero_dead(keep, model, scale=fade_factor(e, self.cfg.epochs))
+        return stats
 
     # ---- the loop ---------------------------------------------------------------------------------------
     def checkpoint(self, st: SACState) -> None:
@@ -459,6 +462,7 @@ class _Search:
             if target is not None:  # the kept fraction per acted group of the plan the weights align to
                 alive = self.alloc.alive(target)
                 summary["kept"] = [round(float(alive[g] / self.alloc.sizes[g]), 4) for g in self.groups]
+                summary["removed_norm_ratio"] = self.removed_norm_ratio(target)
             st.epochs.append(summary)
             self.rl.log({"kind": RowKind.EPOCH, **summary})
             st.epoch = e
@@ -477,6 +481,8 @@ class _Search:
             keep, source = self.plan(self.rollout(None, z, deterministic=True)[1], imp), "final actor (no episode)"
         keep, repaired = self.alloc.repair(keep, imp)
         ratio = self.removed_norm_ratio(keep)
+        # what the cut costs the trained weights, on the reward split (not logged as candidates)
+        before, after = self.ev.evaluate(np.ones(self.graph.n_classes)), self.ev.evaluate(keep)
         tuned = {}
         if self.cfg.finetune_epochs:
             ft = Trainer(self.trainer.data, self.cfg.train, self.trainer.device, self.ctx.progress)
@@ -488,5 +494,7 @@ class _Search:
         info = {"evaluations": self.rl.n_evals, "epochs": st.epoch, "best_reward": st.best_r,
                 "best_epoch": st.best_epoch, "chosen": source, "repaired": repaired, "acted_groups": self.groups,
                 "schedule": dataclasses.asdict(self.sched), "epoch_log": st.epochs,
-                "finetune_loss": tuned.get("loss"), "removed_norm_ratio": ratio, "config": described(self.cfg)}
+                "finetune_loss": tuned.get("loss"), "removed_norm_ratio": ratio, "config": described(self.cfg),
+                "reward_before_cut": {"acc": before.acc, "loss": before.loss},
+                "reward_after_cut": {"acc": after.acc, "loss": after.loss}}
         return PolicyResult(keep, self.ev.model, list(self.rl.rows), info)

@@ -58,6 +58,10 @@ class SACConfig(SearchConfig):
     align_target: str = option("snapshot", f"{U}: re-run the best actor snapshot deterministically on the current "
                                "weights; 'frozen_plan' reuses the best plan's channels", choices=("snapshot",
                                                                                                "frozen_plan"))
+    align_fade: bool = option(False, f"{U}: besides the loss, after every epoch that aligns, scale the producers of "
+                              "the channels the target removes by (E - e) / (E - e + 1), a linear fade that reaches "
+                              "zero at the last joint epoch, so surgery cuts nothing the network still uses (the "
+                              "paper: the loss only)")
     env_code: bool = option(True, "z from the GRU over epoch embeddings [P]; False: z = 0 and no decoder, the "
                             "ablation of Tab. 3 [P]")
     action_init: str = option("paper", f"{U}: 'paper' leaves the actor as initialised (its first actions are near "

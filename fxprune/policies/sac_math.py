@@ -127,3 +127,12 @@ def kept_count(rate: float, size: int, floor: int, multiple: int, most: int | No
     if multiple > 1 and keep < size:
         keep = max(floor, (keep // multiple) * multiple)
     return keep
+
+
+def fade_factor(epoch: int, epochs: int) -> float:
+    """``align_fade``'s factor after joint epoch ``epoch`` of ``epochs`` (1-based): ``(E - e) / (E - e + 1)``.
+    Applied after every epoch from any ``e0`` on, the factors multiply to ``(E - e) / (E - e0 + 1)``,
+    a linear fade that is exactly 0 after the last epoch."""
+    if not 1 <= epoch <= epochs:
+        raise ValueError(f"epoch {epoch} outside 1..{epochs}")
+    return (epochs - epoch) / (epochs - epoch + 1)

@@ -247,10 +247,11 @@ class Evaluator:
         self.apply(np.ones(self.graph.n_classes))
 
     @torch.no_grad()
-    def zero_dead(self, keep: Any, model: torch.nn.Module | None = None) -> None:
+    def zero_dead(self, keep: Any, model: torch.nn.Module | None = None, scale: float = 0.0) -> None:
         """Zero the producer positions of the dropped channels of ``model`` (default: the working
         copy) in place, leaving the kept positions as they are: called after every optimiser step
-        while a masked model trains, so that it keeps computing what the pruned model would."""
+        while a masked model trains, so that it keeps computing what the pruned model would.
+        ``scale`` multiplies them instead of zeroing (a fade: the channels' outputs shrink by it)."""
         alive = self.graph.atom_keep(self.keep_vector(keep))
         model = self.model if model is None else model
         for t, _orig, d, labels in self._slots:
@@ -261,7 +262,8 @@ class Evaluator:
                 t = tensor_at(model, self._names[id(t)])
             shape = [1] * t.dim()
             shape[d] = -1
-            t.mul_(torch.as_tensor(m, dtype=t.dtype, device=t.device).view(shape))
+            factor = np.where(m, 1.0, float(scale))
+            t.mul_(torch.as_tensor(factor, dtype=t.dtype, device=t.device).view(shape))
 
     @torch.no_grad()
     def rebase(self) -> None:

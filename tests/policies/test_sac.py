@@ -78,6 +78,26 @@ def test_alignment_shrinks_the_channels_the_best_policy_removes(tmp_path):
     assert ratios[0.0] > 0.5 and ratios[1.0] < 0.1 * ratios[0.0], ratios
 
 
+def test_align_fade_leaves_the_removed_channels_at_zero_before_surgery(tmp_path):
+    """With the fade (and no loss) the channels the final plan removes compute exactly zero in the
+    trained weights: cutting them changes no reward-split metric. Without it the cut costs loss.
+    The epoch log records the removed/kept norm ratio of every aligned epoch."""
+    out = {}
+    for fade in (False, True):
+        r = fxprune.prune(scratch(), 0.5, policy="sac", data=splits(1024), example_inputs=EXAMPLE, progress=False,
+                          run_dir=tmp_path / str(fade), policy_config={**CFG, "scope": "all", "beta_align": 0.0,
+                                                                       "finetune_epochs": 0, "epochs": 8,
+                                                                       "align_target": "frozen_plan",
+                                                                       "align_fade": fade})
+        rows = [row for row in r.search["history"] if row["kind"] == "epoch" and row["aligned"]]
+        info = r.search["info"]
+        out[fade] = (info["reward_before_cut"], info["reward_after_cut"], [row["removed_norm_ratio"] for row in rows])
+    (b0, a0, _), (b1, a1, ratios) = out[False], out[True]
+    assert a0["loss"] > b0["loss"] * 1.01, out  # without the fade the cut removes signal
+    assert a1 == pytest.approx(b1, rel=1e-6, abs=1e-9), out  # with it, none is left to remove
+    assert len(ratios) >= 3 and ratios[-1] < 0.5 * ratios[0], ratios  # the removed channels' norms shrank
+
+
 def test_block_interior_scope_is_the_papers_on_resnet20():
     g = fxprune.analyze(CifarResNet(20).eval(), (1, 3, 32, 32))
     pr = np.zeros(len(g.groups), bool)

@@ -7,7 +7,7 @@ import torch
 
 from fxprune.policies.sac import EnvCode
 from fxprune.policies.sac_math import (Schedule, actor_loss, align_loss, bisect_count, clip_action,
-                                       closed_form_bounds, critic_target, kept_count, polyak,
+                                       closed_form_bounds, critic_target, fade_factor, kept_count, polyak,
                                        pre_tanh_of_rate, to_unit)
 
 
@@ -162,3 +162,14 @@ def test_pre_tanh_of_rate_squashes_back_to_the_rate(rate, expected):
     ((0.5, 16, 6, 4), 8)])
 def test_kept_count_rounds_as_the_rollout_does(args, expected):
     assert kept_count(*args) == expected
+
+
+@pytest.mark.parametrize("e0", [1, 4, 10])
+def test_fade_factors_multiply_to_a_linear_fade_that_ends_at_zero(e0):
+    epochs, left = 10, 1.0
+    for e in range(e0, epochs + 1):
+        left *= fade_factor(e, epochs)
+        assert left == pytest.approx((epochs - e) / (epochs - e0 + 1))  # the share still alive after epoch e
+    assert left == 0.0 and fade_factor(epochs, epochs) == 0.0
+    with pytest.raises(ValueError, match="epoch 11 outside 1..10"):
+        fade_factor(11, 10)

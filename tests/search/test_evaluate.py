@@ -10,6 +10,7 @@ from torchvision.models import get_model
 
 import fxprune
 from fxprune.models import cifar_resnet
+from fxprune.ir.context import ZEROED_FOR_DEAD
 from fxprune.passes import prune_channels
 from fxprune.search.evaluate import Evaluator
 from fxprune.testing import random_plan
@@ -243,6 +244,30 @@ def test_training_context_masks_trains_and_rebases():
     assert after.loss != before.loss  # the working weights are the trained ones now
     ev.restore()
     assert ev.evaluate(plan).loss == pytest.approx(after.loss)
+
+
+@pytest.mark.parametrize("scale", [0.0, 0.25])
+def test_zero_dead_scales_the_dropped_producer_positions_only(scale):
+    graph = fxprune.analyze(_randomize_bn(cifar_resnet(20)), (1, 3, 32, 32))
+    ev = Evaluator(graph, _data(32), n_samples=None)
+    plan = random_plan(graph, seed=1, drop=0.5)
+    keep = graph.keep_vector(plan.keep)
+    before = {k: v.clone() for k, v in ev.model.state_dict().items()}
+    ev.zero_dead(keep, scale=scale)
+    alive = graph.atom_keep(keep)
+    changed = 0
+    for name, dims in graph.params.items():
+        now, old = ev.model.state_dict()[name], before[name]
+        for d, pd in dims.items():
+            if pd.role not in ZEROED_FOR_DEAD:
+                continue
+            dead = torch.from_numpy(~alive[pd.labels])
+            assert torch.equal(now.index_select(d, torch.nonzero(~dead)[:, 0]),
+                               old.index_select(d, torch.nonzero(~dead)[:, 0])), name
+            gone = torch.nonzero(dead)[:, 0]
+            assert torch.allclose(now.index_select(d, gone), scale * old.index_select(d, gone)), name
+            changed += int(gone.numel() > 0)
+    assert changed > 10
 
 
 def test_evaluator_bad_input():
