@@ -42,25 +42,30 @@ from fxprune.search import DataSplits
 
 RECIPE = {"lr": 0.1, "lr_min": 0.0, "momentum": 0.9, "weight_decay": 1e-4, "warmup_ratio": 0.0}
 SAC = {"beta_align": 1e-3}  # policies.md §2.7: 1e-4 matters only over many epochs; short schedules use 1e-3
-VARIANTS = {"sac": {}, "noz": {"env_code": False}, "noalign": {"beta_align": 0.0},
+# the rows up to stop 30 re-ran the best snapshot with each epoch's own environment code past the agent phase
+# (untrained embeddings: the target's counts moved every epoch); their variants keep that, the later ones do not
+OLD = {"z_after_agent": "current"}
+VARIANTS = {"sac": {**OLD}, "noz": {"env_code": False}, "noalign": {"beta_align": 0.0, **OLD},
             # a stronger pull: a group lasso per removed channel, 20x the weight (the removed channels' norm
             # stayed at 0.83 of the kept ones with the per-layer 1e-3, so surgery still cut signal)
-            "align": {"beta_align": 0.02, "align_form": "per_channel"},
+            "align": {"beta_align": 0.02, "align_form": "per_channel", **OLD},
             # every prunable group, residual streams too (what global and uniform prune)
-            "all": {"scope": "all"},
+            "all": {"scope": "all", **OLD},
             # the same, with the agent acting until epoch 24 of 30 instead of 13.5 (App. B's 90/200): tests the
             # reading that sac loses because it commits to a plan chosen on immature weights
-            "all-late": {"scope": "all", "agent_end_frac": 0.8},
+            "all-late": {"scope": "all", "agent_end_frac": 0.8, **OLD},
             # every group, rewards scored by the mean log-likelihood of the true class instead of the accuracy:
             # tests the reading that the reward's fidelity (a 2,000-image accuracy) limits sac, as it did ppo
-            "all-lik": {"scope": "all", "reward_score": "likelihood"},
+            "all-lik": {"scope": "all", "reward_score": "likelihood", **OLD},
             # (a'') with each reward scored after 25 SGD steps of the pruned copy (the substrate's training probe):
             # tests the reading that an immature network's accuracy right after pruning misranks the plans
-            "all-probe": {"scope": "all", "reward_train_steps": 25},
+            "all-probe": {"scope": "all", "reward_train_steps": 25, **OLD},
             # (a'') with the actor starting at the prune rate that spreads the budget over every group: tests the
             # reading that the first groups spend the budget and the upper bound zeroes the rest (stop 30 notes)
-            "all-uniform": {"scope": "all", "action_init": "uniform"},
-            # (a'') with the removed channels faded linearly to zero by the last joint epoch (align_fade): tests the
+            "all-uniform": {"scope": "all", "action_init": "uniform", **OLD},
+            # (a'') with the target fixed past the agent phase (z_after_agent='last', the default since stop 31)
+            "all-z": {"scope": "all"},
+            # all-z with the removed channels faded linearly to zero by the last joint epoch (align_fade): tests the
             # reading that the cut itself costs sac (the 1e-3 loss leaves them at ~0.8 of the kept norms) while a
             # hard early commit (a') costs more, since the network then trains pruned from the first epochs
             "all-fade": {"scope": "all", "align_fade": True}}
@@ -72,9 +77,10 @@ LABEL = {"sac": "(a) sac", "global": "(b) dense → global", "uniform": "(c) den
          "all-lik": "(a'''') sac, scope 'all', likelihood reward (the paper: accuracy)",
          "all-probe": "(a''''') sac, scope 'all', rewards after a 25-step training probe",
          "all-uniform": "(a6) sac, scope 'all', actions starting at the uniform rate (action_init)",
-         "all-fade": "(a7) sac, scope 'all', removed channels faded to zero by the last epoch (align_fade)",
+         "all-z": "(a7) sac, scope 'all', the last agent epoch's code past the agent phase (z_after_agent='last')",
+         "all-fade": "(a8) (a7) with the removed channels faded to zero by the last epoch (align_fade)",
          "dense": "dense, unpruned (E + F epochs)"}
-SAC_ROWS = ("sac", "align", "all", "all-late", "all-lik", "all-probe", "all-uniform", "all-fade")  # (a) and its variants, table order
+SAC_ROWS = ("sac", "align", "all", "all-late", "all-lik", "all-probe", "all-uniform", "all-z", "all-fade")  # (a) and its variants, table order
 
 
 def main(argv=None):

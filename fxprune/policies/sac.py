@@ -279,9 +279,12 @@ class _Search:
         return self.alloc.repair(keep, imp)[0]
 
     def z_of(self, e: int) -> torch.Tensor:
-        """The environment code of epoch ``e`` (zeros in the ablation without it)."""
+        """The environment code of epoch ``e`` (zeros in the ablation without it); past the agent
+        phase, that of its last epoch unless ``z_after_agent='current'``."""
         if not self.cfg.env_code:
             return torch.zeros(self.cfg.z_dim)
+        if self.cfg.z_after_agent == "last":
+            e = min(e, self.sched.agent_end)
         with torch.no_grad():
             return self.agent.env.codes(e)[e - 1]
 

@@ -62,6 +62,11 @@ class SACConfig(SearchConfig):
                               "the channels the target removes by (E - e) / (E - e + 1), a linear fade that reaches "
                               "zero at the last joint epoch, so surgery cuts nothing the network still uses (the "
                               "paper: the loss only)")
+    z_after_agent: str = option("last", f"{U}: after the agent phase the best snapshot (alignment target, final plan) "
+                                "is re-run with the code of the agent's last epoch, since the embeddings of later "
+                                "epochs never train; 'current': with each epoch's own code (untrained embeddings "
+                                "move it every epoch, and the target's keep counts with it; what the benchmark rows "
+                                "up to stop 30 ran)", choices=("last", "current"))
     env_code: bool = option(True, "z from the GRU over epoch embeddings [P]; False: z = 0 and no decoder, the "
                             "ablation of Tab. 3 [P]")
     action_init: str = option("paper", f"{U}: 'paper' leaves the actor as initialised (its first actions are near "

@@ -98,6 +98,24 @@ def test_align_fade_leaves_the_removed_channels_at_zero_before_surgery(tmp_path)
     assert len(ratios) >= 3 and ratios[-1] < 0.5 * ratios[0], ratios  # the removed channels' norms shrank
 
 
+def test_after_the_agent_phase_the_target_keeps_its_counts(from_scratch):
+    """Past the agent phase the frozen best snapshot is re-run with the last agent epoch's code, so
+    the plan the weights align to keeps the same per-group counts every epoch."""
+    _, r = from_scratch
+    end = r.search["info"]["schedule"]["agent_end"]
+    late = [row["kept"] for row in r.search["history"] if row["kind"] == "epoch" and row["epoch"] > end]
+    assert len(late) >= 2 and all(k == late[0] for k in late), late
+
+
+@pytest.mark.parametrize("mode", ["last", "current"])
+def test_the_code_past_the_agent_phase(mode):
+    s, _ = _resnet20_search(scope="all", z_dim=8, emb_dim=4, z_after_agent=mode)
+    end = s.sched.agent_end
+    assert 1 < end < s.cfg.epochs
+    assert not torch.equal(s.z_of(end - 1), s.z_of(end))  # it moves within the agent phase
+    assert torch.equal(s.z_of(end + 1), s.z_of(end)) == (mode == "last")
+
+
 def test_block_interior_scope_is_the_papers_on_resnet20():
     g = fxprune.analyze(CifarResNet(20).eval(), (1, 3, 32, 32))
     pr = np.zeros(len(g.groups), bool)
