@@ -251,7 +251,8 @@ class Evaluator:
         """Zero the producer positions of the dropped channels of ``model`` (default: the working
         copy) in place, leaving the kept positions as they are: called after every optimiser step
         while a masked model trains, so that it keeps computing what the pruned model would.
-        ``scale`` multiplies them instead of zeroing (a fade: the channels' outputs shrink by it)."""
+        ``scale`` multiplies them instead of zeroing (a fade: under batch statistics a normalised
+        channel's output shrinks by that factor; at 0 it is gone whatever the statistics)."""
         alive = self.graph.atom_keep(self.keep_vector(keep))
         model = self.model if model is None else model
         for t, _orig, d, labels in self._slots:
