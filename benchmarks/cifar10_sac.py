@@ -68,7 +68,10 @@ VARIANTS = {"sac": {**OLD}, "noz": {"env_code": False}, "noalign": {"beta_align"
             # all-z with the removed channels faded linearly to zero by the last joint epoch (align_fade): tests the
             # reading that the cut itself costs sac (the 1e-3 loss leaves them at ~0.8 of the kept norms) while a
             # hard early commit (a') costs more, since the network then trains pruned from the first epochs
-            "all-fade": {"scope": "all", "align_fade": True}}
+            "all-fade": {"scope": "all", "align_fade": True},
+            # the paper's two ablations of all-fade: (d) without z, (e) without alignment (no loss, no fade)
+            "all-fade-noz": {"scope": "all", "align_fade": True, "env_code": False},
+            "all-noalign": {"scope": "all", "beta_align": 0.0}}
 LABEL = {"sac": "(a) sac", "global": "(b) dense → global", "uniform": "(c) dense → uniform",
          "noz": "(d) sac without z (no GRU / epoch embeddings)", "noalign": "(e) sac without alignment",
          "align": "(a') sac, stronger alignment (per-channel group lasso, beta_align 0.02)",
@@ -79,6 +82,8 @@ LABEL = {"sac": "(a) sac", "global": "(b) dense → global", "uniform": "(c) den
          "all-uniform": "(a6) sac, scope 'all', actions starting at the uniform rate (action_init)",
          "all-z": "(a7) sac, scope 'all', the last agent epoch's code past the agent phase (z_after_agent='last')",
          "all-fade": "(a8) (a7) with the removed channels faded to zero by the last epoch (align_fade)",
+         "all-fade-noz": "(d8) (a8) without z (no GRU / epoch embeddings)",
+         "all-noalign": "(e8) (a8) without alignment (no loss, no fade)",
          "dense": "dense, unpruned (E + F epochs)"}
 SAC_ROWS = ("sac", "align", "all", "all-late", "all-lik", "all-probe", "all-uniform", "all-z", "all-fade")  # (a) and its variants, table order
 
@@ -198,7 +203,7 @@ def render(args) -> None:
                   "| row | seeds | test accuracy (mean ± std) | per seed | FLOPs kept | params kept | right after "
                   "pruning | wall s (per seed) |", "|---|---:|---:|---|---:|---:|---:|---:|"]
         by = {}
-        for v in (*SAC_ROWS, "global", "uniform", "noz", "noalign", "dense"):
+        for v in (*SAC_ROWS, "global", "uniform", "noz", "noalign", "all-fade-noz", "all-noalign", "dense"):
             rs = sorted((r for r in ar if r["variant"] == v), key=lambda r: r["seed"])
             if not rs:
                 continue
@@ -225,10 +230,12 @@ def render(args) -> None:
         cmp("sac", "uniform", ">=")
         cmp("noz", "sac", "<=")
         cmp("noalign", "sac", "<=")
+        cmp("all-fade-noz", "all-fade", "<=")
+        cmp("all-noalign", "all-fade", "<=")
         for v in SAC_ROWS[1:]:
             cmp(v, "global", ">=")
             cmp(v, "uniform", ">=")
-        for v in (*SAC_ROWS, "noz", "noalign"):
+        for v in (*SAC_ROWS, "noz", "noalign", "all-fade-noz", "all-noalign"):
             for r in by.get(v, []):
                 cut = (f", reward-split accuracy {r['reward_before_cut']:.3f} before the cut, "
                        f"{r['reward_after_cut']:.3f} after" if "reward_after_cut" in r else "")
