@@ -116,7 +116,7 @@ def mean_std(xs) -> str:
     import numpy as np
 
     xs = np.asarray(xs, float)
-    return f"{xs.mean():.2%} ± {xs.std(ddof=1) if xs.size > 1 else 0.0:.2%}"
+    return f"{xs.mean():.2%} ± {xs.std(ddof=1):.2%}" if xs.size > 1 else f"{xs.mean():.2%} (one run)"
 
 
 def random_ratio_plan(graph, budget: float, rng, importance, round_to="auto"):

@@ -81,7 +81,8 @@ LABEL = {"sac": "(a) sac", "global": "(b) dense → global", "uniform": "(c) den
          "all-probe": "(a''''') sac, scope 'all', rewards after a 25-step training probe",
          "all-uniform": "(a6) sac, scope 'all', actions starting at the uniform rate (action_init)",
          "all-z": "(a7) sac, scope 'all', the last agent epoch's code past the agent phase (z_after_agent='last')",
-         "all-fade": "(a8) (a7) with the removed channels faded to zero by the last epoch (align_fade)",
+         "all-fade": "(a8) sac, scope 'all', the last agent epoch's code past the agent phase (z_after_agent='last'), removed "
+                     "channels faded to zero by the last epoch (align_fade)",
          "all-fade-noz": "(d8) (a8) without z (no GRU / epoch embeddings)",
          "all-noalign": "(e8) (a8) without alignment (no loss, no fade)",
          "dense": "dense, unpruned (E + F epochs)"}
