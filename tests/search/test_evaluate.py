@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from torchvision.models import get_model
 
 import fxprune
-from fxprune.models import cifar_resnet
 from fxprune.ir.context import ZEROED_FOR_DEAD
+from fxprune.models import cifar_resnet
 from fxprune.passes import prune_channels
 from fxprune.search.evaluate import Evaluator
 from fxprune.testing import random_plan
