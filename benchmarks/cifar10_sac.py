@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import save_file
 
 import fxprune
 from _common import append_row, mean_std, read_rows, shared_data, table_path
@@ -106,6 +107,8 @@ def main(argv=None):
     ap.add_argument("--render", action="store_true")
     ap.add_argument("--out", default=None, help="the markdown table (default: beside --rows, "
                     "x_rows.jsonl -> x.md)")
+    ap.add_argument("--resume", action="store_true", help="continue a sac run from its last checkpoint in the run "
+                    "directory (the row then says so; its wall time covers only the resumed part)")
     ap.add_argument("--smoke", action="store_true", help="a quick check of the script (numbers meaningless)")
     args = ap.parse_args(argv)
     args.out = str(table_path(args.rows, args.out))
@@ -134,6 +137,10 @@ def add_row(args, row: dict) -> None:
     print(row, flush=True)
 
 
+def run_dir(args, variant: str, seed: int) -> Path:
+    return Path(tempfile.gettempdir()) / "fxprune-sac-runs" / f"{args.arch}-{variant}-{seed}"
+
+
 def run(args, variant: str, seed: int) -> None:
     torch.set_num_threads(args.threads)
     dev = None if args.device == "cpu" else torch.device(args.device)
@@ -150,6 +157,10 @@ def run(args, variant: str, seed: int) -> None:
         dense = fxprune.finetune(model, loader, epochs=e, device=dev, progress=False, **RECIPE).model
         t_dense = time.perf_counter() - t0
         acc_dense = accuracy(dense, test_loader)
+        keep = run_dir(args, variant, seed)  # the dense weights, for sac_plan_transfer.py
+        keep.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.detach().cpu().contiguous() for k, v in dense.state_dict().items()},
+                  str(keep / "dense.safetensors"))
         cont = fxprune.finetune(dense, loader, epochs=f, device=dev, progress=False, **RECIPE).model
         add_row(args, {**base, "variant": "dense", "acc": accuracy(cont, test_loader), "acc_after_e": acc_dense,
                        "flops": 1.0, "params": 1.0, "wall_s": time.perf_counter() - t0})
@@ -167,14 +178,14 @@ def run(args, variant: str, seed: int) -> None:
     if args.smoke:
         cfg.update(episodes_per_epoch=2, updates_per_epoch=4, hidden=32, emb_dim=8, z_dim=8, batch=16)
     res = fxprune.prune(model, args.budget, example_inputs=ex, policy="sac", progress=False, seed=seed, device=dev,
-                        data=DataSplits(train=loader, reward=reward), n_reward=len(reward), resume=False,
-                        run_dir=Path(tempfile.gettempdir()) / "fxprune-sac-runs" / f"{args.arch}-{variant}-{seed}",
+                        data=DataSplits(train=loader, reward=reward), n_reward=len(reward), resume=args.resume,
+                        run_dir=run_dir(args, variant, seed),
                         policy_config=cfg)
     info = res.search["info"]
     log = info["epoch_log"]
     add_row(args, {**base, "variant": variant, "acc": accuracy(res.model.to(dev or "cpu"), test_loader),
                    "flops": res.report.flops_ratio, "params": res.report.params_ratio,
-                   "wall_s": time.perf_counter() - t0, "best_reward": info["best_reward"],
+                   "wall_s": time.perf_counter() - t0, "resumed": args.resume, "best_reward": info["best_reward"],
                    "best_epoch": info["best_epoch"], "evals": info["evaluations"],
                    "removed_norm_ratio": info["removed_norm_ratio"], "config": cfg,
                    "reward_before_cut": info["reward_before_cut"]["acc"], "reward_after_cut": info["reward_after_cut"]["acc"],

@@ -1,0 +1,126 @@
+"""Is it sac's plan or sac's training? A diagnostic for ``cifar10_sac.py``.
+
+    python benchmarks/sac_plan_transfer.py --seeds 3 --plans all-fade-0,all-fade-1,all-fade-2,all-fade-3
+        [--finetune-epochs 5] [--threads 2] [--rows benchmarks/results/cifar10_sac_plan_transfer_rows.jsonl]
+
+Takes the dense model that ``cifar10_sac.py --variants dense --seeds S`` trained (saved in its run
+directory) and prunes it three ways at the same FLOPs: ``global`` and ``uniform`` as in the main
+table, and with the per-group channel counts of a finished sac run's final plan (L1 selection
+inside each group, since channel identities do not carry across separately trained networks).
+Each pruned model gets the main table's fine-tune (same recipe, same data order, same seed). If
+sac's allocation did as well as global's here, its deficit in the main table comes from the joint
+training; if it does worse, from the allocation the agent learned.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+import fxprune
+from _common import append_row, mean_std, read_rows, table_path
+from cifar10_sac import RECIPE, data, run_dir
+from fxprune.finetune import accuracy
+from fxprune.importance import class_importance
+from fxprune.ir import analyze
+from fxprune.models import cifar_resnet
+from fxprune.policies.allocation import Allocation
+
+EX = (1, 3, 32, 32)
+
+
+def sac_counts(graph, plan_dir: Path) -> np.ndarray:
+    """Kept channels per group of the final plan of the sac run in ``plan_dir``."""
+    dropped = np.asarray(json.loads((plan_dir / "result.json").read_text())["dropped"], np.int64)
+    gone = np.bincount(graph.group_of_class[dropped], minlength=len(graph.groups))
+    return np.array([g.size for g in graph.groups], np.int64) - gone
+
+
+def plan_from_counts(graph, counts: np.ndarray) -> fxprune.Plan:
+    alloc = Allocation(graph, fxprune.Budget(flops=0.5), class_importance(graph, "l1"))
+    keep = alloc.keep_vector(counts)
+    return fxprune.Plan.from_graph(graph, {g.id: np.flatnonzero(keep[g.classes] > 0.5) for g in graph.groups})
+
+
+def finetune_row(args, seed: int, res, name: str, base: dict, extra: dict) -> None:
+    dev = None if args.device == "cpu" else torch.device(args.device)
+    _, _, loader, test_loader = data(args, seed, dev)  # a fresh loader: every row sees the same batches
+    acc0 = accuracy(res.model.to(dev or "cpu"), test_loader)
+    torch.manual_seed(seed)
+    ft = fxprune.finetune(res.model, loader, epochs=args.finetune_epochs, device=dev, progress=False, **RECIPE).model
+    row = {**base, "row": name, "acc": accuracy(ft, test_loader), "acc_pruned": acc0,
+           "flops": res.report.flops_ratio, "params": res.report.params_ratio, **extra}
+    append_row(args.rows, row)
+    print(row, flush=True)
+
+
+def run(args, seed: int) -> None:
+    torch.set_num_threads(args.threads)
+    depth = int(args.arch[len("resnet"):])
+    path = run_dir(args, "dense", seed) / "dense.safetensors"
+    if not path.exists():
+        sys.exit(f"{path} is missing: run cifar10_sac.py --variants dense --seeds {seed} first")
+    dense = cifar_resnet(depth).eval()
+    dense.load_state_dict(load_file(str(path)))
+    base = {"arch": args.arch, "seed": seed, "finetune_epochs": args.finetune_epochs, "budget": args.budget}
+    for policy in ("global", "uniform"):
+        res = fxprune.prune(dense, args.budget, example_inputs=EX, policy=policy, importance="l1", progress=False)
+        kept = [len(res.plan.keep.get(g.id, range(g.size))) for g in res.graph.groups]
+        finetune_row(args, seed, res, policy, base, {"kept": kept})
+    graph = analyze(dense, torch.zeros(EX))
+    for name in args.plans.split(","):
+        counts = sac_counts(graph, run_dir(args, "dense", seed).parent / f"{args.arch}-{name}")
+        res = fxprune.apply_plan(dense, plan_from_counts(graph, counts), example_inputs=EX)
+        finetune_row(args, seed, res, f"sac plan of {name}", base, {"kept": counts.tolist()})
+
+
+def render(args) -> None:
+    rows = read_rows(Path(args.rows))
+    lines = ["# Is it sac's plan or sac's training? (resnet20, CIFAR-10)", "",
+             f"Command: `python {' '.join(sys.argv)}` (rows from `{args.rows}`); see the docstring of "
+             "`benchmarks/sac_plan_transfer.py`. The dense model of `cifar10_sac.py` (E = 30 epochs) pruned to 50% "
+             "FLOPs by global, by uniform, and with the per-group counts of a sac run's final plan (L1 selection "
+             f"inside each group), then the main table's F-epoch fine-tune.", "",
+             "| dense seed | pruned by | test accuracy after fine-tune | right after pruning | FLOPs kept | "
+             "params kept | kept channels per group |", "|---:|---|---:|---:|---:|---:|---|"]
+    for r in sorted(rows, key=lambda r: (r["seed"], r["row"])):
+        lines.append(f"| {r['seed']} | {r['row']} | {r['acc']:.2%} | {r['acc_pruned']:.2%} | {r['flops']:.3f} | "
+                     f"{r['params']:.3f} | {' '.join(map(str, r['kept']))} |")
+    sac = [r["acc"] for r in rows if r["row"].startswith("sac plan")]
+    if sac:
+        lines += ["", f"sac plans, all runs: {mean_std(sac)}"]
+    out = Path(args.out)
+    out.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--arch", default="resnet20", choices=["resnet20", "resnet32", "resnet56"])
+    ap.add_argument("--budget", type=float, default=0.5)
+    ap.add_argument("--finetune-epochs", type=int, default=5)
+    ap.add_argument("--seeds", default="3", help="dense models to prune (their cifar10_sac.py dense runs)")
+    ap.add_argument("--plans", default="all-fade-0", help="sac run directories (variant-seed) whose plans to copy")
+    ap.add_argument("--n-reward", type=int, default=2000)
+    ap.add_argument("--train-images", type=int, default=10000)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rows", default="benchmarks/results/cifar10_sac_plan_transfer_rows.jsonl")
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--render", action="store_true")
+    args = ap.parse_args(argv)
+    args.smoke = False
+    args.out = str(table_path(args.rows, args.out))
+    if not args.render:
+        for seed in [int(s) for s in args.seeds.split(",")]:
+            run(args, seed)
+    render(args)
+
+
+if __name__ == "__main__":
+    main()
