@@ -193,6 +193,12 @@ def run(args, variant: str, seed: int) -> None:
                    "decoder_mse": [x.get("decoder_mse") for x in log]})
 
 
+def wall(rows: list[dict]) -> str:
+    """Mean wall time of the rows that ran start to end (a resumed run's covers only its tail)."""
+    full = [r["wall_s"] for r in rows if not r.get("resumed")]
+    return (f"{np.mean(full):.0f}" if full else "-") + (" (resumed runs left out)" if len(full) < len(rows) else "")
+
+
 def render(args) -> None:
     path = Path(args.rows)
     rows = read_rows(path)
@@ -225,7 +231,7 @@ def render(args) -> None:
             lines.append(f"| {LABEL[v]} | {len(rs)} | **{mean_std(accs)}** | " + ", ".join(f"{a:.2%}" for a in accs)
                          + f" | {np.mean([r['flops'] for r in rs]):.3f} | {np.mean([r['params'] for r in rs]):.3f} | "
                          + (f"{np.mean(pruned):.2%}" if pruned else "-")
-                         + f" | {np.mean([r['wall_s'] for r in rs]):.0f} |")
+                         + f" | {wall(rs)} |")
         lines += ["", "Targets:"]
 
         def cmp(a: str, b: str, rel: str) -> None:
