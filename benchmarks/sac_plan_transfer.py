@@ -85,15 +85,23 @@ def render(args) -> None:
              f"Command: `python {' '.join(sys.argv)}` (rows from `{args.rows}`); see the docstring of "
              "`benchmarks/sac_plan_transfer.py`. The dense model of `cifar10_sac.py` (E = 30 epochs) pruned to 50% "
              "FLOPs by global, by uniform, and with the per-group counts of a sac run's final plan (L1 selection "
-             f"inside each group), then the main table's F-epoch fine-tune.", "",
+             "inside each group), then the main table's F-epoch fine-tune. Rows made by `python "
+             "benchmarks/sac_plan_transfer.py --seeds S --plans all-fade-0,all-fade-1,all-fade-2,all-fade-3 --threads 1 "
+             "--rows R` per dense seed S, after `cifar10_sac.py --variants dense --seeds S` (and the four all-fade runs).",
+             "",
              "| dense seed | pruned by | test accuracy after fine-tune | right after pruning | FLOPs kept | "
              "params kept | kept channels per group |", "|---:|---|---:|---:|---:|---:|---|"]
     for r in sorted(rows, key=lambda r: (r["seed"], r["row"])):
         lines.append(f"| {r['seed']} | {r['row']} | {r['acc']:.2%} | {r['acc_pruned']:.2%} | {r['flops']:.3f} | "
                      f"{r['params']:.3f} | {' '.join(map(str, r['kept']))} |")
-    sac = [r["acc"] for r in rows if r["row"].startswith("sac plan")]
-    if sac:
-        lines += ["", f"sac plans, all runs: {mean_std(sac)}"]
+    lines.append("")
+    for seed in sorted({r["seed"] for r in rows}):
+        mine = [r for r in rows if r["seed"] == seed]
+        sac = [r["acc"] for r in mine if r["row"].startswith("sac plan")]
+        ref = {r["row"]: r["acc"] for r in mine if not r["row"].startswith("sac plan")}
+        if sac:
+            lines.append(f"- dense seed {seed}: sac's plans {mean_std(sac)} over {len(sac)} plans; "
+                         + ", ".join(f"{100 * (np.mean(sac) - a):+.2f} points vs {k}" for k, a in sorted(ref.items())))
     out = Path(args.out)
     out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
