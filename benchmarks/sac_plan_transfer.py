@@ -41,8 +41,9 @@ def sac_counts(graph, plan_dir: Path) -> np.ndarray:
     return np.array([g.size for g in graph.groups], np.int64) - gone
 
 
-def plan_from_counts(graph, counts: np.ndarray) -> fxprune.Plan:
-    alloc = Allocation(graph, fxprune.Budget(flops=0.5), class_importance(graph, "l1"))
+def plan_from_counts(graph, counts: np.ndarray, budget: float) -> fxprune.Plan:
+    """Keep ``counts[g]`` channels of every group ``g``, the largest by L1 norm."""
+    alloc = Allocation(graph, fxprune.Budget(flops=budget), class_importance(graph, "l1"))
     keep = alloc.keep_vector(counts)
     return fxprune.Plan.from_graph(graph, {g.id: np.flatnonzero(keep[g.classes] > 0.5) for g in graph.groups})
 
@@ -75,7 +76,7 @@ def run(args, seed: int) -> None:
     graph = analyze(dense, torch.zeros(EX))
     for name in args.plans.split(","):
         counts = sac_counts(graph, run_dir(args, "dense", seed).parent / f"{args.arch}-{name}")
-        res = fxprune.apply_plan(dense, plan_from_counts(graph, counts), example_inputs=EX)
+        res = fxprune.apply_plan(dense, plan_from_counts(graph, counts, args.budget), example_inputs=EX)
         finetune_row(args, seed, res, f"sac plan of {name}", base, {"kept": counts.tolist()})
 
 
