@@ -128,8 +128,12 @@ def data(args, seed: int, dev):
     rest, reward = reward_split(train, args.n_reward if not args.smoke else 200, seed=0)
     if args.train_images and args.train_images < len(rest):
         rest = rest.subset(np.sort(np.random.default_rng(0).permutation(len(rest))[:args.train_images]))
-    loader = rest.loader(128, shuffle=True, augment=True, seed=seed, device=dev)
-    return rest, reward, loader, test.loader(1000, device=dev)
+    return rest, reward, train_loader(rest, seed, dev), test.loader(1000, device=dev)
+
+
+def train_loader(rest, seed: int, dev):
+    """The training batches of every row: 128, shuffled and augmented, in an order set by ``seed``."""
+    return rest.loader(128, shuffle=True, augment=True, seed=seed, device=dev)
 
 
 def add_row(args, row: dict) -> None:
@@ -137,8 +141,11 @@ def add_row(args, row: dict) -> None:
     print(row, flush=True)
 
 
+RUNS = Path(tempfile.gettempdir()) / "fxprune-sac-runs"  # one folder per arch-variant-seed
+
+
 def run_dir(args, variant: str, seed: int) -> Path:
-    return Path(tempfile.gettempdir()) / "fxprune-sac-runs" / f"{args.arch}-{variant}-{seed}"
+    return RUNS / f"{args.arch}-{variant}-{seed}"
 
 
 def run(args, variant: str, seed: int) -> None:

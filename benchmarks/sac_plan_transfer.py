@@ -7,9 +7,9 @@ Takes the dense model that ``cifar10_sac.py --variants dense --seeds S`` trained
 directory) and prunes it three ways at the same FLOPs: ``global`` and ``uniform`` as in the main
 table, and with the per-group channel counts of a finished sac run's final plan (L1 selection
 inside each group, since channel identities do not carry across separately trained networks).
-Each pruned model gets the main table's fine-tune (same recipe, same data order, same seed). If
-sac's allocation did as well as global's here, its deficit in the main table comes from the joint
-training; if it does worse, from the allocation the agent learned.
+Each pruned model gets the main table's fine-tune (same recipe, same data order, same seed; one
+fine-tune per row). This compares sac's allocation with global's and uniform's on the same dense
+weights; the gap between a sac run's own result and its plan here is what the joint training added.
 """
 from __future__ import annotations
 
@@ -24,10 +24,9 @@ from safetensors.torch import load_file
 
 import fxprune
 from _common import append_row, mean_std, read_rows, table_path
-from cifar10_sac import RECIPE, data, run_dir
+from cifar10_sac import RECIPE, RUNS, data, run_dir, train_loader
 from fxprune.finetune import accuracy
 from fxprune.importance import class_importance
-from fxprune.ir import analyze
 from fxprune.models import cifar_resnet
 from fxprune.policies.allocation import Allocation
 
@@ -48,9 +47,9 @@ def plan_from_counts(graph, counts: np.ndarray, budget: float) -> fxprune.Plan:
     return fxprune.Plan.from_graph(graph, {g.id: np.flatnonzero(keep[g.classes] > 0.5) for g in graph.groups})
 
 
-def finetune_row(args, seed: int, res, name: str, base: dict, extra: dict) -> None:
+def finetune_row(args, seed: int, res, name: str, base: dict, extra: dict, rest, test_loader) -> None:
     dev = None if args.device == "cpu" else torch.device(args.device)
-    _, _, loader, test_loader = data(args, seed, dev)  # a fresh loader: every row sees the same batches
+    loader = train_loader(rest, seed, dev)  # a fresh loader: every row sees the same batches
     acc0 = accuracy(res.model.to(dev or "cpu"), test_loader)
     torch.manual_seed(seed)
     ft = fxprune.finetune(res.model, loader, epochs=args.finetune_epochs, device=dev, progress=False, **RECIPE).model
@@ -69,15 +68,16 @@ def run(args, seed: int) -> None:
     dense = cifar_resnet(depth).eval()
     dense.load_state_dict(load_file(str(path)))
     base = {"arch": args.arch, "seed": seed, "finetune_epochs": args.finetune_epochs, "budget": args.budget}
+    rest, _, _, test_loader = data(args, seed, None if args.device == "cpu" else torch.device(args.device))
     for policy in ("global", "uniform"):
         res = fxprune.prune(dense, args.budget, example_inputs=EX, policy=policy, importance="l1", progress=False)
         kept = [len(res.plan.keep.get(g.id, range(g.size))) for g in res.graph.groups]
-        finetune_row(args, seed, res, policy, base, {"kept": kept})
-    graph = analyze(dense, torch.zeros(EX))
+        finetune_row(args, seed, res, policy, base, {"kept": kept}, rest, test_loader)
+    graph = res.graph  # the analysis of the dense model
     for name in args.plans.split(","):
-        counts = sac_counts(graph, run_dir(args, "dense", seed).parent / f"{args.arch}-{name}")
+        counts = sac_counts(graph, RUNS / f"{args.arch}-{name}")
         res = fxprune.apply_plan(dense, plan_from_counts(graph, counts, args.budget), example_inputs=EX)
-        finetune_row(args, seed, res, f"sac plan of {name}", base, {"kept": counts.tolist()})
+        finetune_row(args, seed, res, f"sac plan of {name}", base, {"kept": counts.tolist()}, rest, test_loader)
 
 
 def render(args) -> None:
