@@ -148,6 +148,18 @@ def run_dir(args, variant: str, seed: int) -> Path:
     return RUNS / f"{args.arch}-{variant}-{seed}"
 
 
+def train_dense(args, seed: int, model, loader, epochs: int, dev):
+    """Row (b)/(c)'s dense training: ``epochs`` epochs of the recipe from ``model``'s random
+    initialisation; the weights are kept in the run directory (for sac_plan_transfer.py and
+    cifar10_sac_fair.py)."""
+    dense = fxprune.finetune(model, loader, epochs=epochs, device=dev, progress=False, **RECIPE).model
+    keep = run_dir(args, "dense", seed)
+    keep.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().cpu().contiguous() for k, v in dense.state_dict().items()},
+              str(keep / "dense.safetensors"))
+    return dense
+
+
 def run(args, variant: str, seed: int) -> None:
     torch.set_num_threads(args.threads)
     dev = None if args.device == "cpu" else torch.device(args.device)
@@ -161,13 +173,9 @@ def run(args, variant: str, seed: int) -> None:
     ex = (1, 3, 32, 32)
     t0 = time.perf_counter()
     if variant == "dense":
-        dense = fxprune.finetune(model, loader, epochs=e, device=dev, progress=False, **RECIPE).model
+        dense = train_dense(args, seed, model, loader, e, dev)
         t_dense = time.perf_counter() - t0
         acc_dense = accuracy(dense, test_loader)
-        keep = run_dir(args, variant, seed)  # the dense weights, for sac_plan_transfer.py
-        keep.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.detach().cpu().contiguous() for k, v in dense.state_dict().items()},
-                  str(keep / "dense.safetensors"))
         cont = fxprune.finetune(dense, loader, epochs=f, device=dev, progress=False, **RECIPE).model
         add_row(args, {**base, "variant": "dense", "acc": accuracy(cont, test_loader), "acc_after_e": acc_dense,
                        "flops": 1.0, "params": 1.0, "wall_s": time.perf_counter() - t0})

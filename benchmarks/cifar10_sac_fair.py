@@ -1,0 +1,204 @@
+"""``cifar10_sac.py``'s comparison under the fair protocol: three fine-tune seeds for every row.
+
+    python benchmarks/cifar10_sac_fair.py --seeds 0,1,2,3 [--ft-seeds 0,1,2]
+        [--variants all-fade,all-fade-noz,all-noalign] [--threads 1]
+        [--rows benchmarks/results/cifar10_sac_fair_rows.jsonl] [--render]
+
+``cifar10_sac.py`` gives each training seed one fine-tune (sac's own, inside ``prune``). Here the
+fine-tune is taken out of every row and run three times, identically for all rows:
+
+- (b), (c): the dense model of training seed S (``cifar10_sac.py --variants dense``, kept in its run
+  directory; trained here with the same recipe when it is missing) pruned by ``global`` / ``uniform``
+  at the budget, L1 selection;
+- sac rows: the working weights of the finished sac run of seed S after its last joint epoch (the
+  run's last checkpoint) with surgery on that run's final plan (``result.json``), which is what sac
+  fine-tunes inside ``prune``; the script checks that the FLOPs match the main table's row.
+
+Each pruned model then gets F epochs of the recipe from ``cifar10_sac.py`` (SGD, lr 0.1 cosine,
+batch 128, flip + crop, cross-entropy) with fine-tune seed T (data order and RNG), for T in
+``--ft-seeds``. Test accuracy after the final epoch. A row's figure is the mean over training seeds
+of the mean over fine-tune seeds; its ± is the std across training seeds. Finished fine-tunes are
+appended to ``--rows`` and skipped on a re-run, so a killed run continues where it stopped.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+import fxprune
+from _common import append_row, mean_std, read_rows, table_path
+from cifar10_sac import LABEL, RECIPE, data, run_dir, train_dense, train_loader
+from fxprune.finetune import accuracy
+from fxprune.models import cifar_resnet
+
+EX = (1, 3, 32, 32)
+MAIN_ROWS = Path(__file__).parent / "results" / "cifar10_sac_cpu_rows.jsonl"  # the one-fine-tune table
+BASELINES = ("global", "uniform")
+
+
+def dense_model(args, seed: int, rest, dev):
+    """The dense model of training seed ``seed``: loaded from its run directory, trained when missing."""
+    depth = int(args.arch[len("resnet"):])
+    path = run_dir(args, "dense", seed) / "dense.safetensors"
+    torch.manual_seed(seed)
+    model = cifar_resnet(depth).eval()
+    if path.exists():
+        model.load_state_dict(load_file(str(path)))
+        return model
+    print(f"training the dense model of seed {seed} ({args.epochs} epochs)", flush=True)
+    return train_dense(args, seed, model, train_loader(rest, seed, dev), args.epochs, dev).cpu().eval()
+
+
+def sac_pruned(args, variant: str, seed: int) -> fxprune.PruneResult:
+    """Surgery on the final plan of sac run ``variant``-``seed``, applied to its last joint epoch's weights."""
+    folder = run_dir(args, variant, seed)
+    last = json.loads((folder / "checkpoint.json").read_text())
+    model = cifar_resnet(int(args.arch[len("resnet"):])).eval()
+    model.load_state_dict(load_file(str(folder / f"checkpoint-{last['k']}-module.model.safetensors")))
+    graph = fxprune.analyze(model, example_inputs=EX)
+    keep = np.ones(graph.n_classes)
+    keep[np.asarray(json.loads((folder / "result.json").read_text())["dropped"], np.int64)] = 0.0
+    plan = fxprune.Plan.from_graph(graph, {g.id: np.flatnonzero(keep[g.classes] > 0.5) for g in graph.groups})
+    res = fxprune.apply_plan(model, plan, example_inputs=EX)
+    main = [r for r in read_rows(MAIN_ROWS) if r["variant"] == variant and r["seed"] == seed and r["arch"] == args.arch]
+    if main and abs(main[0]["flops"] - res.report.flops_ratio) > 1e-9:
+        sys.exit(f"{folder}: the plan keeps {res.report.flops_ratio:.6f} of the FLOPs, the main table's row "
+                 f"{main[0]['flops']:.6f}")
+    return res
+
+
+def run(args, seed: int, ft_seeds: list[int]) -> None:
+    torch.set_num_threads(args.threads)
+    dev = None if args.device == "cpu" else torch.device(args.device)
+    done = {(r["arch"], r["seed"], r["variant"], r["ft_seed"]) for r in read_rows(args.rows)}
+    variants = [*BASELINES, *args.variants.split(",")]
+    todo = [(v, t) for t in ft_seeds for v in variants if (args.arch, seed, v, t) not in done]
+    if not todo:
+        return
+    rest, _, _, test_loader = data(args, seed, dev)
+    base = {"arch": args.arch, "seed": seed, "epochs": args.epochs, "finetune_epochs": args.finetune_epochs,
+            "budget": args.budget, "n_train": len(rest), "device": args.device, "torch": torch.__version__}
+    pruned = {}
+    for v, t in todo:
+        if v not in pruned:
+            if v in BASELINES:
+                dense = dense_model(args, seed, rest, dev)
+                pruned[v] = fxprune.prune(dense, args.budget, example_inputs=EX, policy=v, importance="l1",
+                                          progress=False)
+            else:
+                pruned[v] = sac_pruned(args, v, seed)
+        res = pruned[v]
+        t0 = time.perf_counter()
+        torch.manual_seed(t)
+        ft = fxprune.finetune(res.model, train_loader(rest, t, dev), epochs=args.finetune_epochs, device=dev,
+                              progress=False, **RECIPE).model
+        kept = [len(res.plan.keep.get(g.id, range(g.size))) for g in res.graph.groups]
+        row = {**base, "variant": v, "ft_seed": t, "acc": accuracy(ft, test_loader),
+               "acc_pruned": accuracy(res.model.to(dev or "cpu"), test_loader), "flops": res.report.flops_ratio,
+               "params": res.report.params_ratio, "kept": kept, "wall_s": time.perf_counter() - t0}
+        append_row(args.rows, row)
+        print(row, flush=True)
+
+
+def per_seed(rows: list[dict], variant: str) -> dict[int, list[float]]:
+    """Test accuracies of ``variant``'s fine-tunes, by training seed."""
+    out: dict[int, list[float]] = {}
+    for r in sorted(rows, key=lambda r: (r["seed"], r["ft_seed"])):
+        if r["variant"] == variant:
+            out.setdefault(r["seed"], []).append(r["acc"])
+    return out
+
+
+def render(args) -> None:
+    rows = [r for r in read_rows(args.rows) if r["arch"] == args.arch]
+    if not rows:
+        sys.exit(f"no {args.arch} rows in {args.rows}")
+    s = rows[0]
+    lines = ["# CIFAR-10 from scratch, sac vs dense → global / uniform: three fine-tune seeds per row", "",
+             f"Command: `python {' '.join(sys.argv)}` (rows from `{args.rows}`); see the docstring of "
+             "`benchmarks/cifar10_sac_fair.py`. The same models as `cifar10_sac_cpu.md` (E = "
+             f"{s['epochs']} joint / dense epochs on {s['n_train']:,} training images, {s['budget']:.0%} FLOPs), "
+             f"each fine-tuned {s['finetune_epochs']} epochs with the same recipe under every fine-tune seed. "
+             f"Device `{s['device']}`, torch {s['torch']}.", "",
+             "Accuracy = mean over training seeds of the mean over fine-tune seeds; ± = std across training seeds "
+             "(the spread that matters); the last column gives the std across fine-tune seeds, averaged over "
+             "training seeds (the fine-tune noise).", "",
+             "| row | training seeds × fine-tune seeds | test accuracy | per training seed (mean over fine-tunes) | "
+             "FLOPs kept | params kept | right after pruning | fine-tune std |",
+             "|---|---:|---:|---|---:|---:|---:|---:|"]
+    order = [*BASELINES, *dict.fromkeys(r["variant"] for r in rows if r["variant"] not in BASELINES)]
+    means = {}
+    for v in order:
+        ps = per_seed(rows, v)
+        if not ps:
+            continue
+        means[v] = {k: float(np.mean(a)) for k, a in ps.items()}
+        rs = [r for r in rows if r["variant"] == v]
+        n_ft = sorted({len(a) for a in ps.values()})
+        lines.append(f"| {LABEL.get(v, v)} | {len(ps)} × {'/'.join(map(str, n_ft))} | "
+                     f"**{mean_std(list(means[v].values()))}** | "
+                     + ", ".join(f"{m:.2%}" for m in means[v].values())
+                     + f" | {np.mean([r['flops'] for r in rs]):.3f} | {np.mean([r['params'] for r in rs]):.3f} | "
+                     f"{np.mean([r['acc_pruned'] for r in rs]):.2%} | "
+                     f"{100 * np.mean([np.std(a) for a in ps.values()]):.2f} |")
+    lines += ["", "Targets (paired on the training seeds both rows have; per-seed difference, its mean and std):"]
+
+    def cmp(a: str, b: str, rel: str) -> None:
+        seeds = sorted(set(means.get(a, {})) & set(means.get(b, {})))
+        if not seeds:
+            return
+        d = np.array([means[a][k] - means[b][k] for k in seeds]) * 100
+        ok = d.mean() >= 0 if rel == ">=" else d.mean() <= 0
+        lines.append(f"- {LABEL.get(a, a)} {rel} {LABEL.get(b, b)}: {'met' if ok else 'NOT met'}, "
+                     f"{d.mean():+.2f} points (per seed {', '.join(f'{x:+.2f}' for x in d)}; std {d.std(ddof=1) if len(d) > 1 else 0:.2f}; "
+                     f"seeds {', '.join(map(str, seeds))})")
+
+    sac = args.variants.split(",")[0]
+    cmp(sac, "global", ">=")
+    cmp(sac, "uniform", ">=")
+    for v in args.variants.split(",")[1:]:
+        cmp(v, sac, "<=")
+    out = table_path(args.rows, args.out)
+    notes = out.with_suffix(".notes.md")
+    if notes.exists():
+        lines += ["", notes.read_text().rstrip()]
+    out.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--arch", default="resnet20", choices=["resnet20", "resnet32", "resnet56"])
+    ap.add_argument("--budget", type=float, default=0.5)
+    ap.add_argument("--epochs", type=int, default=30, help="dense epochs, when a dense model must be trained")
+    ap.add_argument("--finetune-epochs", type=int, default=5)
+    ap.add_argument("--seeds", default="0", help="training seeds (their cifar10_sac.py runs)")
+    ap.add_argument("--ft-seeds", default="0,1,2")
+    ap.add_argument("--variants", default="all-fade,all-fade-noz,all-noalign",
+                    help="sac runs (cifar10_sac.py variants); the first is the one the others are compared with")
+    ap.add_argument("--n-reward", type=int, default=2000)
+    ap.add_argument("--train-images", type=int, default=10000)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rows", default="benchmarks/results/cifar10_sac_fair_rows.jsonl")
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--render", action="store_true")
+    args = ap.parse_args(argv)
+    args.smoke = False
+    args.ft_seeds = [int(t) for t in args.ft_seeds.split(",")]
+    if not args.render:  # a fine-tune seed over every training seed before the next: a cut-short run stays balanced
+        for t in args.ft_seeds:
+            for seed in [int(s) for s in args.seeds.split(",")]:
+                run(args, seed, [t])
+    render(args)
+
+
+if __name__ == "__main__":
+    main()
