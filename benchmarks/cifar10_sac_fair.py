@@ -41,6 +41,12 @@ from fxprune.models import cifar_resnet
 EX = (1, 3, 32, 32)
 MAIN_ROWS = Path(__file__).parent / "results" / "cifar10_sac_cpu_rows.jsonl"  # the one-fine-tune table
 BASELINES = ("global", "uniform")
+SHORT = {"global": "(b) dense → global", "uniform": "(c) dense → uniform", "all-fade": "(a8) sac",
+         "all-fade-noz": "(d8) sac without z", "all-noalign": "(e8) sac without alignment"}
+
+
+def label(v: str) -> str:
+    return SHORT.get(v, LABEL.get(v, v))
 
 
 def dense_model(args, seed: int, rest, dev):
@@ -139,15 +145,15 @@ def render(args) -> None:
         ps = per_seed(rows, v)
         if not ps:
             continue
-        means[v] = {k: float(np.mean(a)) for k, a in ps.items()}
+        means[v] = per_seed_means(rows, v)
         rs = [r for r in rows if r["variant"] == v]
         n_ft = sorted({len(a) for a in ps.values()})
-        lines.append(f"| {LABEL.get(v, v)} | {len(ps)} × {'/'.join(map(str, n_ft))} | "
+        ft_std = (f"{100 * np.mean([np.std(a, ddof=1) for a in ps.values()]):.2f}" if n_ft[0] > 1 else "-")
+        lines.append(f"| {label(v)} | {len(ps)} × {'/'.join(map(str, n_ft))} | "
                      f"**{mean_std(list(means[v].values()))}** | "
                      + ", ".join(f"{m:.2%}" for m in means[v].values())
                      + f" | {np.mean([r['flops'] for r in rs]):.3f} | {np.mean([r['params'] for r in rs]):.3f} | "
-                     f"{np.mean([r['acc_pruned'] for r in rs]):.2%} | "
-                     f"{100 * np.mean([np.std(a) for a in ps.values()]):.2f} |")
+                     f"{np.mean([r['acc_pruned'] for r in rs]):.2%} | {ft_std} |")
     lines += ["", "Targets (paired on the training seeds both rows have; per-seed difference, its mean and std):"]
 
     def cmp(a: str, b: str, rel: str) -> None:
@@ -156,7 +162,7 @@ def render(args) -> None:
             return
         d = np.array([means[a][k] - means[b][k] for k in seeds]) * 100
         ok = d.mean() >= 0 if rel == ">=" else d.mean() <= 0
-        lines.append(f"- {LABEL.get(a, a)} {rel} {LABEL.get(b, b)}: {'met' if ok else 'NOT met'}, "
+        lines.append(f"- {label(a)} {rel} {label(b)}: {'met' if ok else 'NOT met'}, "
                      f"{d.mean():+.2f} points (per seed {', '.join(f'{x:+.2f}' for x in d)}; std {d.std(ddof=1) if len(d) > 1 else 0:.2f}; "
                      f"seeds {', '.join(map(str, seeds))})")
 
@@ -166,11 +172,41 @@ def render(args) -> None:
     for v in args.variants.split(",")[1:]:
         cmp(v, sac, "<=")
     out = table_path(args.rows, args.out)
+    name = f"{out.stem}_{args.arch}.png"
+    plot(rows, [v for v in order if v in means], out.with_name(name))
+    lines += ["", f"![every fine-tune, by row and training seed]({name})"]
     notes = out.with_suffix(".notes.md")
     if notes.exists():
         lines += ["", notes.read_text().rstrip()]
     out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def plot(rows: list[dict], order: list[str], path: Path) -> None:
+    """One dot per fine-tune, coloured by training seed, a bar at each row's mean."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    seeds = sorted({r["seed"] for r in rows})
+    for i, v in enumerate(order):
+        for j, seed in enumerate(seeds):
+            acc = [100 * r["acc"] for r in rows if r["variant"] == v and r["seed"] == seed]
+            ax.scatter(np.full(len(acc), i + 0.08 * (j - (len(seeds) - 1) / 2)), acc, s=14,
+                       color=plt.get_cmap("tab10")(j), label=f"training seed {seed}" if i == 0 else None)
+        ax.hlines(100 * np.mean(list(per_seed_means(rows, v).values())), i - 0.3, i + 0.3, color="k")
+    ax.set_xticks(range(len(order)), [label(v) for v in order], fontsize=8)
+    ax.set_ylabel("test accuracy after fine-tune (%)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(str(path), dpi=110)
+    plt.close(fig)
+
+
+def per_seed_means(rows: list[dict], variant: str) -> dict[int, float]:
+    return {k: float(np.mean(a)) for k, a in per_seed(rows, variant).items()}
 
 
 def main(argv=None):
