@@ -131,6 +131,21 @@ def data(args, seed: int, dev):
     return rest, reward, train_loader(rest, seed, dev), test.loader(1000, device=dev)
 
 
+def derived_args(ap: argparse.ArgumentParser, rows: str) -> None:
+    """The options of the scripts that reuse this table's runs (sac_plan_transfer.py, cifar10_sac_fair.py):
+    the table's model, budget, data split and fine-tune length, and where the rows go."""
+    ap.add_argument("--arch", default="resnet20", choices=["resnet20", "resnet32", "resnet56"])
+    ap.add_argument("--budget", type=float, default=0.5)
+    ap.add_argument("--finetune-epochs", type=int, default=5)
+    ap.add_argument("--n-reward", type=int, default=2000)
+    ap.add_argument("--train-images", type=int, default=10000)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rows", default=rows)
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--render", action="store_true")
+
+
 def train_loader(rest, seed: int, dev):
     """The training batches of every row: 128, shuffled and augmented, in an order set by ``seed``."""
     return rest.loader(128, shuffle=True, augment=True, seed=seed, device=dev)

@@ -34,7 +34,7 @@ from safetensors.torch import load_file
 
 import fxprune
 from _common import append_row, mean_std, read_rows, table_path
-from cifar10_sac import LABEL, RECIPE, data, run_dir, train_dense, train_loader
+from cifar10_sac import LABEL, RECIPE, data, derived_args, run_dir, train_dense, train_loader
 from fxprune.finetune import accuracy
 from fxprune.models import cifar_resnet
 
@@ -80,33 +80,37 @@ def sac_pruned(args, variant: str, seed: int) -> fxprune.PruneResult:
     return res
 
 
-def run(args, seed: int, ft_seeds: list[int]) -> None:
+def run(args, seeds: list[int]) -> None:
+    """Every missing fine-tune, one fine-tune seed over every training seed before the next, so that a
+    cut-short run stays balanced; each pruned model is built once."""
     torch.set_num_threads(args.threads)
     dev = None if args.device == "cpu" else torch.device(args.device)
     done = {(r["arch"], r["seed"], r["variant"], r["ft_seed"]) for r in read_rows(args.rows)}
     variants = [*BASELINES, *args.variants.split(",")]
-    todo = [(v, t) for t in ft_seeds for v in variants if (args.arch, seed, v, t) not in done]
+    todo = [(t, seed, v) for t in args.ft_seeds for seed in seeds for v in variants
+            if (args.arch, seed, v, t) not in done]
     if not todo:
         return
-    rest, _, _, test_loader = data(args, seed, dev)
-    base = {"arch": args.arch, "seed": seed, "epochs": args.epochs, "finetune_epochs": args.finetune_epochs,
+    rest, _, _, test_loader = data(args, 0, dev)  # the split does not depend on the seed, only the loader's order
+    base = {"arch": args.arch, "epochs": args.epochs, "finetune_epochs": args.finetune_epochs,
             "budget": args.budget, "n_train": len(rest), "device": args.device, "torch": torch.__version__}
-    pruned = {}
-    for v, t in todo:
-        if v not in pruned:
+    pruned, dense = {}, {}
+    for t, seed, v in todo:
+        if (seed, v) not in pruned:
             if v in BASELINES:
-                dense = dense_model(args, seed, rest, dev)
-                pruned[v] = fxprune.prune(dense, args.budget, example_inputs=EX, policy=v, importance="l1",
-                                          progress=False)
+                if seed not in dense:
+                    dense[seed] = dense_model(args, seed, rest, dev)
+                pruned[seed, v] = fxprune.prune(dense[seed], args.budget, example_inputs=EX, policy=v,
+                                                importance="l1", progress=False)
             else:
-                pruned[v] = sac_pruned(args, v, seed)
-        res = pruned[v]
+                pruned[seed, v] = sac_pruned(args, v, seed)
+        res = pruned[seed, v]
         t0 = time.perf_counter()
         torch.manual_seed(t)
         ft = fxprune.finetune(res.model, train_loader(rest, t, dev), epochs=args.finetune_epochs, device=dev,
                               progress=False, **RECIPE).model
         kept = [len(res.plan.keep.get(g.id, range(g.size))) for g in res.graph.groups]
-        row = {**base, "variant": v, "ft_seed": t, "acc": accuracy(ft, test_loader),
+        row = {**base, "seed": seed, "variant": v, "ft_seed": t, "acc": accuracy(ft, test_loader),
                "acc_pruned": accuracy(res.model.to(dev or "cpu"), test_loader), "flops": res.report.flops_ratio,
                "params": res.report.params_ratio, "kept": kept, "wall_s": time.perf_counter() - t0}
         append_row(args.rows, row)
@@ -126,6 +130,10 @@ def render(args) -> None:
     rows = [r for r in read_rows(args.rows) if r["arch"] == args.arch]
     if not rows:
         sys.exit(f"no {args.arch} rows in {args.rows}")
+    mixed = {k: sorted({r[k] for r in rows}) for k in ("epochs", "finetune_epochs", "budget", "n_train")}
+    mixed = {k: v for k, v in mixed.items() if len(v) > 1}
+    if mixed:
+        sys.exit(f"{args.rows} mixes settings {mixed}: one table per setting (give --rows a file of its own)")
     s = rows[0]
     lines = ["# CIFAR-10 from scratch, sac vs dense → global / uniform: three fine-tune seeds per row", "",
              f"Command: `python {' '.join(sys.argv)}` (rows from `{args.rows}`); see the docstring of "
@@ -211,28 +219,17 @@ def per_seed_means(rows: list[dict], variant: str) -> dict[int, float]:
 
 def main(argv=None):
     ap = argparse.ArgumentParser()
-    ap.add_argument("--arch", default="resnet20", choices=["resnet20", "resnet32", "resnet56"])
-    ap.add_argument("--budget", type=float, default=0.5)
+    derived_args(ap, "benchmarks/results/cifar10_sac_fair_rows.jsonl")
     ap.add_argument("--epochs", type=int, default=30, help="dense epochs, when a dense model must be trained")
-    ap.add_argument("--finetune-epochs", type=int, default=5)
     ap.add_argument("--seeds", default="0", help="training seeds (their cifar10_sac.py runs)")
     ap.add_argument("--ft-seeds", default="0,1,2")
     ap.add_argument("--variants", default="all-fade,all-fade-noz,all-noalign",
                     help="sac runs (cifar10_sac.py variants); the first is the one the others are compared with")
-    ap.add_argument("--n-reward", type=int, default=2000)
-    ap.add_argument("--train-images", type=int, default=10000)
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--rows", default="benchmarks/results/cifar10_sac_fair_rows.jsonl")
-    ap.add_argument("--out", default=None)
-    ap.add_argument("--render", action="store_true")
     args = ap.parse_args(argv)
     args.smoke = False
     args.ft_seeds = [int(t) for t in args.ft_seeds.split(",")]
-    if not args.render:  # a fine-tune seed over every training seed before the next: a cut-short run stays balanced
-        for t in args.ft_seeds:
-            for seed in [int(s) for s in args.seeds.split(",")]:
-                run(args, seed, [t])
+    if not args.render:
+        run(args, [int(s) for s in args.seeds.split(",")])
     render(args)
 
 

@@ -24,7 +24,7 @@ from safetensors.torch import load_file
 
 import fxprune
 from _common import append_row, mean_std, read_rows, table_path
-from cifar10_sac import RECIPE, RUNS, data, run_dir, train_loader
+from cifar10_sac import RECIPE, RUNS, data, derived_args, run_dir, train_loader
 from fxprune.finetune import accuracy
 from fxprune.importance import class_importance
 from fxprune.models import cifar_resnet
@@ -110,18 +110,9 @@ def render(args) -> None:
 
 def main(argv=None):
     ap = argparse.ArgumentParser()
-    ap.add_argument("--arch", default="resnet20", choices=["resnet20", "resnet32", "resnet56"])
-    ap.add_argument("--budget", type=float, default=0.5)
-    ap.add_argument("--finetune-epochs", type=int, default=5)
+    derived_args(ap, "benchmarks/results/cifar10_sac_plan_transfer_rows.jsonl")
     ap.add_argument("--seeds", default="3", help="dense models to prune (their cifar10_sac.py dense runs)")
     ap.add_argument("--plans", default="all-fade-0", help="sac run directories (variant-seed) whose plans to copy")
-    ap.add_argument("--n-reward", type=int, default=2000)
-    ap.add_argument("--train-images", type=int, default=10000)
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--rows", default="benchmarks/results/cifar10_sac_plan_transfer_rows.jsonl")
-    ap.add_argument("--out", default=None)
-    ap.add_argument("--render", action="store_true")
     args = ap.parse_args(argv)
     args.smoke = False
     args.out = str(table_path(args.rows, args.out))
