@@ -72,7 +72,11 @@ VARIANTS = {"sac": {**OLD}, "noz": {"env_code": False}, "noalign": {"beta_align"
             "all-fade": {"scope": "all", "align_fade": True},
             # the paper's two ablations of all-fade: (d) without z, (e) without alignment (no loss, no fade)
             "all-fade-noz": {"scope": "all", "align_fade": True, "env_code": False},
-            "all-noalign": {"scope": "all", "beta_align": 0.0}}
+            "all-noalign": {"scope": "all", "beta_align": 0.0},
+            # (a8) with the fade ending at 80% of the joint epochs: the last 20% train the pruned sub-network at
+            # the joint schedule's learning rate (stop 33: the faded models ended joint training at 51-69%)
+            "all-fade80": {"scope": "all", "align_fade": True, "fade_end_frac": 0.8},
+            "all-fade80-noz": {"scope": "all", "align_fade": True, "fade_end_frac": 0.8, "env_code": False}}
 LABEL = {"sac": "(a) sac", "global": "(b) dense → global", "uniform": "(c) dense → uniform",
          "noz": "(d) sac without z (no GRU / epoch embeddings)", "noalign": "(e) sac without alignment",
          "align": "(a') sac, stronger alignment (per-channel group lasso, beta_align 0.02)",
@@ -86,8 +90,12 @@ LABEL = {"sac": "(a) sac", "global": "(b) dense → global", "uniform": "(c) den
                      "channels faded to zero by the last epoch (align_fade)",
          "all-fade-noz": "(d8) (a8) without z (no GRU / epoch embeddings)",
          "all-noalign": "(e8) (a8) without alignment (no loss, no fade)",
+         "all-fade80": "(a8e) (a8) with the fade ending after 80% of the joint epochs (fade_end_frac=0.8); the "
+                       "last 20% train the pruned sub-network",
+         "all-fade80-noz": "(d8e) (a8e) without z (no GRU / epoch embeddings)",
          "dense": "dense, unpruned (E + F epochs)"}
-SAC_ROWS = ("sac", "align", "all", "all-late", "all-lik", "all-probe", "all-uniform", "all-z", "all-fade")  # (a) and its variants, table order
+SAC_ROWS = ("sac", "align", "all", "all-late", "all-lik", "all-probe", "all-uniform", "all-z", "all-fade",
+            "all-fade80")  # (a) and its variants, table order
 
 
 def main(argv=None):
@@ -251,7 +259,7 @@ def render(args) -> None:
                   "| row | seeds | test accuracy (mean ± std) | per seed | FLOPs kept | params kept | right after "
                   "pruning | wall s (per seed) |", "|---|---:|---:|---|---:|---:|---:|---:|"]
         by = {}
-        for v in (*SAC_ROWS, "global", "uniform", "noz", "noalign", "all-fade-noz", "all-noalign", "dense"):
+        for v in (*SAC_ROWS, "global", "uniform", "noz", "noalign", "all-fade-noz", "all-noalign", "all-fade80-noz", "dense"):
             rs = sorted((r for r in ar if r["variant"] == v), key=lambda r: r["seed"])
             if not rs:
                 continue
@@ -279,11 +287,12 @@ def render(args) -> None:
         cmp("noz", "sac", "<=")
         cmp("noalign", "sac", "<=")
         cmp("all-fade-noz", "all-fade", "<=")
+        cmp("all-fade80-noz", "all-fade80", "<=")
         cmp("all-noalign", "all-fade", "<=")
         for v in SAC_ROWS[1:]:
             cmp(v, "global", ">=")
             cmp(v, "uniform", ">=")
-        for v in (*SAC_ROWS, "noz", "noalign", "all-fade-noz", "all-noalign"):
+        for v in (*SAC_ROWS, "noz", "noalign", "all-fade-noz", "all-noalign", "all-fade80-noz"):
             for r in by.get(v, []):
                 cut = (f", reward-split accuracy {r['reward_before_cut']:.3f} before the cut, "
                        f"{r['reward_after_cut']:.3f} after" if "reward_after_cut" in r else "")

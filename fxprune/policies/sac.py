@@ -107,6 +107,7 @@ class SACState:
     best_r: float = -1.0
     best_epoch: int = 0
     best_dropped: list = dataclasses.field(default_factory=list)
+    faded: list | None = None  # the plan the fade ended on (its dropped classes): frozen from then on
     epochs: list = dataclasses.field(default_factory=list)  # per epoch: loss, best reward, episodes ...
 
 
@@ -128,7 +129,15 @@ class _Search:
     def __init__(self, ctx: PolicyContext, cfg: SACConfig):
         self.ctx, self.cfg, self.ev, self.rl, self.alloc = ctx, cfg, ctx.evaluator, ctx.run, ctx.alloc
         self.graph = ctx.graph
-        self.sched = Schedule.scaled(cfg.epochs, cfg.warmup_frac, cfg.fill_frac, cfg.agent_end_frac)
+        if cfg.fade_end_frac < 1.0 and not cfg.align_fade:
+            raise FxpruneError(f"sac: fade_end_frac={cfg.fade_end_frac} sets when the fade of align_fade ends, but "
+                               "align_fade is off (set align_fade=True, or leave fade_end_frac at 1.0)")
+        if cfg.fade_end_frac < cfg.agent_end_frac:
+            raise FxpruneError(f"sac: fade_end_frac={cfg.fade_end_frac} is before the agent phase ends "
+                               f"(agent_end_frac={cfg.agent_end_frac}); the fade must not end before the agent's "
+                               "last episodes")
+        self.sched = Schedule.scaled(cfg.epochs, cfg.warmup_frac, cfg.fill_frac, cfg.agent_end_frac,
+                                     cfg.fade_end_frac)
         self.rng = np.random.default_rng(ctx.seed)
         self.gen = torch.Generator().manual_seed(ctx.seed)
         self.groups = self.acted_groups()
@@ -344,9 +353,9 @@ class _Search:
         """The plan of the best policy so far on the current weights (or its frozen plan)."""
         if st.best_r < 0:
             return None
-        if self.cfg.align_target == "frozen_plan" or self.best_actor is None:
+        if st.faded is not None or self.cfg.align_target == "frozen_plan" or self.best_actor is None:
             keep = np.ones(self.graph.n_classes)
-            keep[np.asarray(st.best_dropped, np.int64)] = 0.0
+            keep[np.asarray(st.best_dropped if st.faded is None else st.faded, np.int64)] = 0.0
             return keep
         return self.plan(self.rollout(self.best_actor, z, deterministic=True)[1], imp)
 
@@ -360,7 +369,11 @@ class _Search:
         gone, kept = norms[acted & (keep < 0.5)], norms[acted & (keep > 0.5)]
         return float(gone.mean() / max(kept.mean(), 1e-12)) if gone.size and kept.size else None
 
-    def train_weights(self, e: int, keep: np.ndarray | None) -> dict[str, float]:
+    def train_weights(self, e: int, keep: np.ndarray | None, st: SACState) -> dict[str, float]:
+        if st.faded is not None:  # past the fade's end: the pruned sub-network trains, as after surgery
+            with self.ev.training(keep) as model:
+                return self.trainer.train_epoch(epoch=e, seed=self.ctx.seed,
+                                                step_hook=lambda m: self.ev.zero_dead(keep, m))
         extra = None
         if keep is not None and self.cfg.beta_align > 0:
             slices = self.align_slices(keep)
@@ -371,8 +384,10 @@ class _Search:
 
         with self.ev.training(np.ones(self.graph.n_classes)) as model:
             stats = self.trainer.train_epoch(epoch=e, seed=self.ctx.seed, extra_loss=extra)
-            if keep is not None and self.cfg.align_fade:  # scale the removed channels' producers; 0 after epoch E
-                self.ev.zero_dead(keep, model, scale=fade_factor(e, self.cfg.epochs))
+            if keep is not None and self.cfg.align_fade:  # scale the removed channels' producers; 0 at the end
+                self.ev.zero_dead(keep, model, scale=fade_factor(e, self.sched.fade_end))
+                if e == self.sched.fade_end:
+                    st.faded = np.flatnonzero(keep < 0.5).tolist()
         return stats
 
     # ---- the loop ---------------------------------------------------------------------------------------
@@ -460,7 +475,7 @@ class _Search:
                     n = cfg.updates_per_epoch or cfg.episodes_per_epoch * len(self.groups)
                     summary.update(phase="agent", **self.update(n, e))
             target = self.target_keep(st, imp, z)
-            summary.update(self.train_weights(e, target))
+            summary.update(self.train_weights(e, target, st))
             summary.update(best_reward=st.best_r, aligned=target is not None)
             if target is not None:  # the kept fraction per acted group of the plan the weights align to
                 alive = self.alloc.alive(target)

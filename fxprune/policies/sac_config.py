@@ -62,6 +62,11 @@ class SACConfig(SearchConfig):
                               "the channels the target removes by (E - e) / (E - e + 1), a linear fade that reaches "
                               "zero at the last joint epoch, so surgery cuts nothing the network still uses (the "
                               "paper: the loss only)")
+    fade_end_frac: float = option(1.0, f"{U}: with align_fade, the fade reaches zero after epoch round(frac x "
+                                  "epochs), at the earliest when the agent phase ends; the epochs after it train the "
+                                  "pruned sub-network (the plan the fade ended on, frozen, its removed channels held "
+                                  "at zero, no alignment loss) at the joint schedule's learning rate. 1.0: the fade "
+                                  "ends with the last joint epoch", low=0.0, high=1.0, low_open=True)
     z_after_agent: str = option("last", f"{U}: after the agent phase the best snapshot (alignment target, final plan) "
                                 "is re-run with the code of the agent's last epoch, since the embeddings of later "
                                 "epochs never train; 'current': with each epoch's own code (untrained embeddings "

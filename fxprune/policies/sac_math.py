@@ -94,13 +94,16 @@ class Schedule:
     warm: int
     fill: int
     agent_end: int
+    fade_end: int  # ``align_fade`` reaches zero after this epoch (never before ``agent_end``)
 
     @classmethod
-    def scaled(cls, epochs: int, warm_frac: float, fill_frac: float, end_frac: float) -> "Schedule":
+    def scaled(cls, epochs: int, warm_frac: float, fill_frac: float, end_frac: float,
+               fade_frac: float = 1.0) -> "Schedule":
         warm = int(round(warm_frac * epochs))
         end = max(warm + 1, int(round(end_frac * epochs)))
         fill = min(max(warm, int(round(fill_frac * epochs))), end - 1)
-        return cls(epochs, warm, fill, min(end, epochs))
+        end = min(end, epochs)
+        return cls(epochs, warm, fill, end, min(epochs, max(end, int(round(fade_frac * epochs)))))
 
     def collects(self, e: int) -> bool:
         return self.warm < e <= self.agent_end
@@ -129,10 +132,10 @@ def kept_count(rate: float, size: int, floor: int, multiple: int, most: int | No
     return keep
 
 
-def fade_factor(epoch: int, epochs: int) -> float:
-    """``align_fade``'s factor after joint epoch ``epoch`` of ``epochs`` (1-based): ``(E - e) / (E - e + 1)``.
-    Applied after every epoch from any ``e0`` on, the factors multiply to ``(E - e) / (E - e0 + 1)``,
-    a linear fade that is exactly 0 after the last epoch."""
-    if not 1 <= epoch <= epochs:
-        raise ValueError(f"epoch {epoch} outside 1..{epochs}")
-    return (epochs - epoch) / (epochs - epoch + 1)
+def fade_factor(epoch: int, end: int) -> float:
+    """``align_fade``'s factor after joint epoch ``epoch`` (1-based) of a fade that ends after epoch
+    ``end``: ``(end - e) / (end - e + 1)``. Applied after every epoch from any ``e0`` on, the factors
+    multiply to ``(end - e) / (end - e0 + 1)``, a linear fade that is exactly 0 after epoch ``end``."""
+    if not 1 <= epoch <= end:
+        raise ValueError(f"epoch {epoch} outside 1..{end}")
+    return (end - epoch) / (end - epoch + 1)

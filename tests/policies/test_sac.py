@@ -98,6 +98,60 @@ def test_align_fade_leaves_the_removed_channels_at_zero_before_surgery(tmp_path)
     assert len(ratios) >= 3 and ratios[-1] < 0.5 * ratios[0], ratios  # the removed channels' norms shrank
 
 
+FADE_END = {**CFG, "scope": "all", "beta_align": 0.0, "finetune_epochs": 0, "epochs": 8, "align_fade": True,
+            "fade_end_frac": 0.75}
+
+
+def _fade_end_run(folder, stop_at=None, monkeypatch=None):
+    """A run whose fade ends after epoch 6 of 8; ``stop_at``: interrupted as that epoch starts."""
+    if stop_at is not None:
+        from fxprune.search import trainer as trainer_mod
+
+        real = trainer_mod.Trainer.train_epoch
+
+        def dying(self, **kw):
+            if kw["epoch"] == stop_at:
+                raise KeyboardInterrupt
+            return real(self, **kw)
+
+        monkeypatch.setattr(trainer_mod.Trainer, "train_epoch", dying)
+    return fxprune.prune(scratch(), 0.5, policy="sac", data=splits(1024), example_inputs=EXAMPLE, progress=False,
+                         run_dir=folder, policy_config=FADE_END)
+
+
+def test_after_an_early_fade_end_the_pruned_subnetwork_trains(tmp_path, monkeypatch):
+    """fade_end_frac=0.75 of 8 epochs: the fade reaches zero after epoch 6; epochs 7-8 train with
+    that plan frozen and its removed channels held at exactly zero, so the cut is lossless. A run
+    stopped after epoch 7 (the frozen plan in its checkpoint) resumes to the same plan and weights."""
+    r = _fade_end_run(tmp_path / "full")
+    info = r.search["info"]
+    assert info["schedule"]["fade_end"] == 6
+    rows = {row["epoch"]: row for row in r.search["history"] if row["kind"] == "epoch"}
+    assert all(rows[e]["aligned"] for e in (5, 6, 7, 8))
+    assert rows[7]["kept"] == rows[6]["kept"] == rows[8]["kept"]
+    assert rows[8]["loss"] < rows[6]["loss"]  # the sub-network goes on learning
+    assert info["reward_after_cut"] == pytest.approx(info["reward_before_cut"], rel=1e-6, abs=1e-9)
+    with pytest.raises(KeyboardInterrupt):
+        _fade_end_run(tmp_path / "cut", stop_at=8, monkeypatch=monkeypatch)
+    monkeypatch.undo()
+    resumed = _fade_end_run(tmp_path / "cut")
+    assert resumed.plan.keep == r.plan.keep
+    with torch.no_grad():
+        assert torch.equal(resumed.model(EXAMPLE + 1), r.model(EXAMPLE + 1))
+
+
+@pytest.mark.parametrize("cfg, match", [({"fade_end_frac": 0.8}, "fade_end_frac=0.8.*align_fade is off"),
+                                        ({"fade_end_frac": 0.3, "align_fade": True},
+                                         "fade_end_frac=0.3 is before the agent phase ends")])
+def test_a_fade_end_that_cannot_apply_is_refused(cfg, match, tmp_path):
+    model = scratch()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(fxprune.FxpruneError, match=match):
+        fxprune.prune(model, 0.5, policy="sac", data=splits(), example_inputs=EXAMPLE, progress=False,
+                      run_dir=tmp_path, policy_config={**CFG, **cfg})
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+
+
 def test_after_the_agent_phase_the_target_keeps_its_counts(from_scratch):
     """Past the agent phase the frozen best snapshot is re-run with the last agent epoch's code, so
     the plan the weights align to keeps the same per-group counts every epoch."""

@@ -20,7 +20,13 @@ def test_schedule_is_the_papers_at_200_epochs_and_scales():
     assert (t.warm, t.fill, t.agent_end) == (4, 6, 20)
     for n in range(1, 12):  # every epoch budget has at least one collecting epoch
         s = Schedule.scaled(n, 0.05, 0.10, 0.45)
-        assert any(s.collects(e) for e in range(1, n + 1)) and s.agent_end <= n
+        assert any(s.collects(e) for e in range(1, n + 1)) and s.agent_end <= n and s.fade_end == n
+
+
+@pytest.mark.parametrize("frac, fade_end", [(1.0, 30), (0.8, 24), (0.7, 21), (0.45, 14), (0.2, 14)])
+def test_the_fade_ends_at_its_fraction_never_before_the_agent_phase(frac, fade_end):
+    s = Schedule.scaled(30, 0.05, 0.10, 0.45, frac)
+    assert s.agent_end == 14 and s.fade_end == fade_end
 
 
 @pytest.mark.parametrize("seed", range(10))
