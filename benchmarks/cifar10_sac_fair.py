@@ -1,7 +1,7 @@
 """``cifar10_sac.py``'s comparison under the fair protocol: three fine-tune seeds for every row.
 
     python benchmarks/cifar10_sac_fair.py --seeds 0,1,2,3 [--ft-seeds 0,1,2]
-        [--variants all-fade,all-fade-noz,all-noalign] [--threads 1]
+        [--variants all-fade,all-fade-noz,all-noalign[,all-fade80,all-fade80-noz]] [--threads 1]
         [--rows benchmarks/results/cifar10_sac_fair_rows.jsonl] [--render]
 
 ``cifar10_sac.py`` gives each training seed one fine-tune (sac's own, inside ``prune``). Here the
@@ -42,7 +42,10 @@ EX = (1, 3, 32, 32)
 MAIN_ROWS = Path(__file__).parent / "results" / "cifar10_sac_cpu_rows.jsonl"  # the one-fine-tune table
 BASELINES = ("global", "uniform")
 SHORT = {"global": "(b) dense → global", "uniform": "(c) dense → uniform", "all-fade": "(a8) sac",
-         "all-fade-noz": "(d8) sac without z", "all-noalign": "(e8) sac without alignment"}
+         "all-fade-noz": "(d8) sac without z", "all-noalign": "(e8) sac without alignment",
+         "all-fade80": "(a8e) sac, fade ends at 80%", "all-fade80-noz": "(d8e) (a8e) without z"}
+# the paper's ablations (Tab. 3): each row must not beat the sac rows it ablates
+ABLATES = {"all-fade-noz": ("all-fade",), "all-fade80-noz": ("all-fade80",), "all-noalign": ("all-fade", "all-fade80")}
 
 
 def label(v: str) -> str:
@@ -174,11 +177,18 @@ def render(args) -> None:
                      f"{d.mean():+.2f} points (per seed {', '.join(f'{x:+.2f}' for x in d)}; std {d.std(ddof=1) if len(d) > 1 else 0:.2f}; "
                      f"seeds {', '.join(map(str, seeds))})")
 
-    sac = args.variants.split(",")[0]
-    cmp(sac, "global", ">=")
-    cmp(sac, "uniform", ">=")
-    for v in args.variants.split(",")[1:]:
-        cmp(v, sac, "<=")
+    variants = args.variants.split(",")
+    rows_a = [v for v in variants if v not in ABLATES]  # sac rows; the first is the reference
+    for v in rows_a:
+        cmp(v, "global", ">=")
+        cmp(v, "uniform", ">=")
+    for v in rows_a[1:]:
+        cmp(v, rows_a[0], ">=")
+    for v in variants:
+        if v in ABLATES:
+            for a in ABLATES[v]:
+                if a in variants:
+                    cmp(v, a, "<=")
     out = table_path(args.rows, args.out)
     name = f"{out.stem}_{args.arch}.png"
     plot(rows, [v for v in order if v in means], out.with_name(name))
@@ -224,7 +234,8 @@ def main(argv=None):
     ap.add_argument("--seeds", default="0", help="training seeds (their cifar10_sac.py runs)")
     ap.add_argument("--ft-seeds", default="0,1,2")
     ap.add_argument("--variants", default="all-fade,all-fade-noz,all-noalign",
-                    help="sac runs (cifar10_sac.py variants); the first is the one the others are compared with")
+                    help="sac runs (cifar10_sac.py variants); ablations are compared with the rows they ablate, "
+                         "the others with (b), (c) and the first of them")
     args = ap.parse_args(argv)
     args.smoke = False
     args.ft_seeds = [int(t) for t in args.ft_seeds.split(",")]
