@@ -494,7 +494,8 @@ class _Search:
         imp = self.ctx.importance_of(self.ev.model)
         z = self.z_of(max(st.epoch, 1))
         keep = self.target_keep(st, imp, z)
-        source = "best policy, re-run on the final weights" if keep is not None else ""
+        source = ("" if keep is None else f"the plan the fade ended on (epoch {self.sched.fade_end})"
+                  if st.faded is not None else "best policy, re-run on the final weights")
         if keep is None:  # no episode was scored: the deterministic actor
             keep, source = self.plan(self.rollout(None, z, deterministic=True)[1], imp), "final actor (no episode)"
         keep, repaired = self.alloc.repair(keep, imp)

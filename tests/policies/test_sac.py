@@ -125,7 +125,7 @@ def test_after_an_early_fade_end_the_pruned_subnetwork_trains(tmp_path, monkeypa
     stopped after epoch 7 (the frozen plan in its checkpoint) resumes to the same plan and weights."""
     r = _fade_end_run(tmp_path / "full")
     info = r.search["info"]
-    assert info["schedule"]["fade_end"] == 6
+    assert info["schedule"]["fade_end"] == 6 and info["chosen"] == "the plan the fade ended on (epoch 6)"
     rows = {row["epoch"]: row for row in r.search["history"] if row["kind"] == "epoch"}
     assert all(rows[e]["aligned"] for e in (5, 6, 7, 8))
     assert rows[7]["kept"] == rows[6]["kept"] == rows[8]["kept"]
