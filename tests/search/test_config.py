@@ -88,6 +88,14 @@ def test_a_preset_expands_and_the_users_keys_win():
     assert d["keep_init"] == {"value": tuned["keep_init"], "source": "user"}
 
 
+def test_sacs_tuned_preset_is_the_benchmarks_row():
+    from fxprune.policies.sac_config import SACConfig
+
+    cfg = config_from_dict(SACConfig, {"preset": "tuned", "epochs": 12})
+    assert (cfg.scope, cfg.align_fade, cfg.fade_end_frac, cfg.epochs) == ("all", True, 0.8, 12)
+    assert cfg.beta_align == SACConfig().beta_align and cfg.env_code  # the rest stays the paper's
+
+
 @pytest.mark.parametrize("cls, data, match", [
     (PPOConfig, {"preset": "fast"}, r"PPOConfig: unknown preset 'fast'; known: \['annealed', 'tuned'\]"),
     (PPOConfig, {"preset": 3}, r"unknown preset 3"),
