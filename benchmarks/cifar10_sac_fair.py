@@ -207,7 +207,9 @@ def plot(rows: list[dict], order: list[str], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 3.8))
+    import textwrap
+
+    fig, ax = plt.subplots(figsize=(max(8.0, 1.45 * len(order) + 1.5), 4.2))
     seeds = sorted({r["seed"] for r in rows})
     for i, v in enumerate(order):
         for j, seed in enumerate(seeds):
@@ -215,9 +217,9 @@ def plot(rows: list[dict], order: list[str], path: Path) -> None:
             ax.scatter(np.full(len(acc), i + 0.08 * (j - (len(seeds) - 1) / 2)), acc, s=14,
                        color=plt.get_cmap("tab10")(j), label=f"training seed {seed}" if i == 0 else None)
         ax.hlines(100 * np.mean(list(per_seed_means(rows, v).values())), i - 0.3, i + 0.3, color="k")
-    ax.set_xticks(range(len(order)), [label(v) for v in order], fontsize=8)
+    ax.set_xticks(range(len(order)), [textwrap.fill(label(v), 16) for v in order], fontsize=8)
     ax.set_ylabel("test accuracy after fine-tune (%)")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     fig.savefig(str(path), dpi=110)
     plt.close(fig)
