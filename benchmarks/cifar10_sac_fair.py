@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -34,7 +35,7 @@ from safetensors.torch import load_file
 
 import fxprune
 from _common import append_row, mean_std, read_rows, table_path
-from cifar10_sac import LABEL, RECIPE, data, derived_args, run_dir, train_dense, train_loader
+from cifar10_sac import ABLATES, LABEL, RECIPE, data, derived_args, run_dir, train_dense, train_loader
 from fxprune.finetune import accuracy
 from fxprune.models import cifar_resnet
 
@@ -44,8 +45,6 @@ BASELINES = ("global", "uniform")
 SHORT = {"global": "(b) dense → global", "uniform": "(c) dense → uniform", "all-fade": "(a8) sac",
          "all-fade-noz": "(d8) sac without z", "all-noalign": "(e8) sac without alignment",
          "all-fade80": "(a8e) sac, fade ends at 80%", "all-fade80-noz": "(d8e) (a8e) without z"}
-# the paper's ablations (Tab. 3): each row must not beat the sac rows it ablates
-ABLATES = {"all-fade-noz": ("all-fade",), "all-fade80-noz": ("all-fade80",), "all-noalign": ("all-fade", "all-fade80")}
 
 
 def label(v: str) -> str:
@@ -206,8 +205,6 @@ def plot(rows: list[dict], order: list[str], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    import textwrap
 
     fig, ax = plt.subplots(figsize=(max(8.0, 1.45 * len(order) + 1.5), 4.2))
     seeds = sorted({r["seed"] for r in rows})

@@ -369,8 +369,9 @@ class _Search:
         gone, kept = norms[acted & (keep < 0.5)], norms[acted & (keep > 0.5)]
         return float(gone.mean() / max(kept.mean(), 1e-12)) if gone.size and kept.size else None
 
-    def train_weights(self, e: int, keep: np.ndarray | None, st: SACState) -> dict[str, float]:
-        if st.faded is not None:  # past the fade's end: the pruned sub-network trains, as after surgery
+    def train_weights(self, e: int, keep: np.ndarray | None) -> dict[str, float]:
+        if self.cfg.align_fade and keep is not None and e > self.sched.fade_end:
+            # past the fade's end (``keep`` is the frozen plan): the pruned sub-network trains, as after surgery
             with self.ev.training(keep) as model:
                 return self.trainer.train_epoch(epoch=e, seed=self.ctx.seed,
                                                 step_hook=lambda m: self.ev.zero_dead(keep, m))
@@ -386,8 +387,6 @@ class _Search:
             stats = self.trainer.train_epoch(epoch=e, seed=self.ctx.seed, extra_loss=extra)
             if keep is not None and self.cfg.align_fade:  # scale the removed channels' producers; 0 at the end
                 self.ev.zero_dead(keep, model, scale=fade_factor(e, self.sched.fade_end))
-                if e == self.sched.fade_end:
-                    st.faded = np.flatnonzero(keep < 0.5).tolist()
         return stats
 
     # ---- the loop ---------------------------------------------------------------------------------------
@@ -475,7 +474,9 @@ class _Search:
                     n = cfg.updates_per_epoch or cfg.episodes_per_epoch * len(self.groups)
                     summary.update(phase="agent", **self.update(n, e))
             target = self.target_keep(st, imp, z)
-            summary.update(self.train_weights(e, target, st))
+            summary.update(self.train_weights(e, target))
+            if cfg.align_fade and target is not None and e == sched.fade_end:  # the plan the fade zeroed: frozen
+                st.faded = np.flatnonzero(target < 0.5).tolist()
             summary.update(best_reward=st.best_r, aligned=target is not None)
             if target is not None:  # the kept fraction per acted group of the plan the weights align to
                 alive = self.alloc.alive(target)
