@@ -142,6 +142,19 @@ def data(args, seed: int, dev):
     return rest, reward, train_loader(rest, seed, dev), test.loader(1000, device=dev)
 
 
+def unseen(args, n: int, dev):
+    """A loader over ``n`` training images that no row trains on and no search scores on: the images
+    ``data`` leaves out of the ``--train-images`` subset, never in the reward split. No row, search or
+    choice between variants has seen them, unlike the test split, which every table reports."""
+    train = load_npz_folder(shared_data() / "cifar10", "train", normalize="cifar10")
+    rest, _ = reward_split(train, args.n_reward, seed=0)
+    left = np.random.default_rng(0).permutation(len(rest))[args.train_images or len(rest):]  # data()'s complement
+    if not 0 < n <= len(left):
+        sys.exit(f"--unseen {n}: only {len(left)} training images are left out of the --train-images "
+                 f"{args.train_images} subset and the reward split")
+    return rest.subset(np.sort(np.random.default_rng(1).choice(left, n, replace=False))).loader(1000, device=dev)
+
+
 def derived_args(ap: argparse.ArgumentParser, rows: str) -> None:
     """The options of the scripts that reuse this table's runs (sac_plan_transfer.py, cifar10_sac_fair.py):
     the table's model, budget, data split and fine-tune length, and where the rows go."""

@@ -2,7 +2,7 @@
 
     python benchmarks/cifar10_sac_fair.py --seeds 0,1,2,3 [--ft-seeds 0,1,2]
         [--variants all-fade,all-fade-noz,all-noalign[,all-fade80,all-fade80-noz]] [--threads 1]
-        [--rows benchmarks/results/cifar10_sac_fair_rows.jsonl] [--render]
+        [--rows benchmarks/results/cifar10_sac_fair_rows.jsonl] [--unseen N] [--render]
 
 ``cifar10_sac.py`` gives each training seed one fine-tune (sac's own, inside ``prune``). Here the
 fine-tune is taken out of every row and run three times, identically for all rows:
@@ -19,6 +19,10 @@ batch 128, flip + crop, cross-entropy) with fine-tune seed T (data order and RNG
 ``--ft-seeds``. Test accuracy after the final epoch. A row's figure is the mean over training seeds
 of the mean over fine-tune seeds; its ± is the std across training seeds. Finished fine-tunes are
 appended to ``--rows`` and skipped on a re-run, so a killed run continues where it stopped.
+
+``--unseen N`` also scores every fine-tuned model on N training images that no row trained on and no
+search scored (``cifar10_sac.unseen``): the test split has served every table, so the choice among the
+sac variants has seen it; these images no choice has. The table then gains a section on them.
 """
 from __future__ import annotations
 
@@ -35,12 +39,13 @@ from safetensors.torch import load_file
 
 import fxprune
 from _common import append_row, mean_std, read_rows, table_path
-from cifar10_sac import ABLATES, LABEL, RECIPE, data, derived_args, run_dir, train_dense, train_loader
+from cifar10_sac import ABLATES, LABEL, RECIPE, data, derived_args, run_dir, train_dense, train_loader, unseen
 from fxprune.finetune import accuracy
 from fxprune.models import cifar_resnet
 
 EX = (1, 3, 32, 32)
 MAIN_ROWS = Path(__file__).parent / "results" / "cifar10_sac_cpu_rows.jsonl"  # the one-fine-tune table
+FAIR_ROWS = Path(__file__).parent / "results" / "cifar10_sac_fair_rows.jsonl"  # this table's rows
 BASELINES = ("global", "uniform")
 SHORT = {"global": "(b) dense → global", "uniform": "(c) dense → uniform", "all-fade": "(a8) sac",
          "all-fade-noz": "(d8) sac without z", "all-noalign": "(e8) sac without alignment",
@@ -94,6 +99,7 @@ def run(args, seeds: list[int]) -> None:
     if not todo:
         return
     rest, _, _, test_loader = data(args, 0, dev)  # the split does not depend on the seed, only the loader's order
+    unseen_loader = unseen(args, args.unseen, dev) if args.unseen else None
     base = {"arch": args.arch, "epochs": args.epochs, "finetune_epochs": args.finetune_epochs,
             "budget": args.budget, "n_train": len(rest), "device": args.device, "torch": torch.__version__}
     pruned, dense = {}, {}
@@ -115,16 +121,18 @@ def run(args, seeds: list[int]) -> None:
         row = {**base, "seed": seed, "variant": v, "ft_seed": t, "acc": accuracy(ft, test_loader),
                "acc_pruned": accuracy(res.model.to(dev or "cpu"), test_loader), "flops": res.report.flops_ratio,
                "params": res.report.params_ratio, "kept": kept, "wall_s": time.perf_counter() - t0}
+        if unseen_loader is not None:
+            row["acc_unseen"], row["n_unseen"] = accuracy(ft, unseen_loader), args.unseen
         append_row(args.rows, row)
         print(row, flush=True)
 
 
-def per_seed(rows: list[dict], variant: str) -> dict[int, list[float]]:
-    """Test accuracies of ``variant``'s fine-tunes, by training seed."""
+def per_seed(rows: list[dict], variant: str, key: str = "acc") -> dict[int, list[float]]:
+    """``key`` (test accuracy by default) of ``variant``'s fine-tunes, by training seed."""
     out: dict[int, list[float]] = {}
     for r in sorted(rows, key=lambda r: (r["seed"], r["ft_seed"])):
-        if r["variant"] == variant:
-            out.setdefault(r["seed"], []).append(r["acc"])
+        if r["variant"] == variant and key in r:
+            out.setdefault(r["seed"], []).append(r[key])
     return out
 
 
@@ -137,7 +145,9 @@ def render(args) -> None:
     if mixed:
         sys.exit(f"{args.rows} mixes settings {mixed}: one table per setting (give --rows a file of its own)")
     s = rows[0]
-    lines = ["# CIFAR-10 from scratch, sac vs dense → global / uniform: three fine-tune seeds per row", "",
+    n_ft = len({r["ft_seed"] for r in rows})
+    lines = [f"# CIFAR-10 from scratch, sac vs dense → global / uniform: {n_ft} fine-tune seed{'s' * (n_ft > 1)} per row",
+             "",
              f"Command: `python {' '.join(sys.argv)}` (rows from `{args.rows}`); see the docstring of "
              "`benchmarks/cifar10_sac_fair.py`. The same models as `cifar10_sac_cpu.md` (E = "
              f"{s['epochs']} joint / dense epochs on {s['n_train']:,} training images, {s['budget']:.0%} FLOPs), "
@@ -145,17 +155,38 @@ def render(args) -> None:
              f"Device `{s['device']}`, torch {s['torch']}.", "",
              "Accuracy = mean over training seeds of the mean over fine-tune seeds; ± = std across training seeds "
              "(the spread that matters); the last column gives the std across fine-tune seeds, averaged over "
-             "training seeds (the fine-tune noise).", "",
-             "| row | training seeds × fine-tune seeds | test accuracy | per training seed (mean over fine-tunes) | "
-             "FLOPs kept | params kept | right after pruning | fine-tune std |",
-             "|---|---:|---:|---|---:|---:|---:|---:|"]
+             "training seeds (the fine-tune noise).", ""]
     order = [*BASELINES, *dict.fromkeys(r["variant"] for r in rows if r["variant"] not in BASELINES)]
+    order = [v for v in order if per_seed(rows, v)]
+    lines += section(args, rows, order, "acc", "test accuracy")
+    unseen_rows = [r for r in rows if "acc_unseen" in r]
+    if unseen_rows:
+        n = sorted({r["n_unseen"] for r in unseen_rows})
+        lines += ["", (f"## On {'/'.join(f'{k:,}' for k in n)} training images no row, search or choice saw "
+                       "(`--unseen`)"), ""]
+        lines += section(args, unseen_rows, [v for v in order if per_seed(unseen_rows, v, "acc_unseen")],
+                         "acc_unseen", "accuracy on unseen images")
+        lines += ["", same_as_fair(rows)]
+    out = table_path(args.rows, args.out)
+    name = f"{out.stem}_{args.arch}.png"
+    plot(rows, order, out.with_name(name))
+    lines += ["", f"![every fine-tune, by row and training seed]({name})"]
+    notes = out.with_suffix(".notes.md")
+    if notes.exists():
+        lines += ["", notes.read_text().rstrip()]
+    out.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def section(args, rows: list[dict], order: list[str], key: str, what: str) -> list[str]:
+    """The table of ``key`` (an accuracy) by row and its targets, paired on the training seeds."""
+    lines = [f"| row | training seeds × fine-tune seeds | {what} | per training seed (mean over fine-tunes) | "
+             "FLOPs kept | params kept | right after pruning (test) | fine-tune std |",
+             "|---|---:|---:|---|---:|---:|---:|---:|"]
     means = {}
     for v in order:
-        ps = per_seed(rows, v)
-        if not ps:
-            continue
-        means[v] = per_seed_means(rows, v)
+        ps = per_seed(rows, v, key)
+        means[v] = per_seed_means(rows, v, key)
         rs = [r for r in rows if r["variant"] == v]
         n_ft = sorted({len(a) for a in ps.values()})
         ft_std = (f"{100 * np.mean([np.std(a, ddof=1) for a in ps.values()]):.2f}" if n_ft[0] > 1 else "-")
@@ -188,15 +219,21 @@ def render(args) -> None:
             for a in ABLATES[v]:
                 if a in variants:
                     cmp(v, a, "<=")
-    out = table_path(args.rows, args.out)
-    name = f"{out.stem}_{args.arch}.png"
-    plot(rows, [v for v in order if v in means], out.with_name(name))
-    lines += ["", f"![every fine-tune, by row and training seed]({name})"]
-    notes = out.with_suffix(".notes.md")
-    if notes.exists():
-        lines += ["", notes.read_text().rstrip()]
-    out.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    return lines
+
+
+def same_as_fair(rows: list[dict]) -> str:
+    """Whether these fine-tunes repeat those of the three-seed table: the same test accuracy for the same
+    training seed, row and fine-tune seed (a re-run, with the unseen images scored too)."""
+    ref = {(r["arch"], r["seed"], r["variant"], r["ft_seed"]): r["acc"] for r in read_rows(FAIR_ROWS)} \
+        if FAIR_ROWS.exists() else {}
+    pairs = [(r["acc"], ref[k]) for r in rows if (k := (r["arch"], r["seed"], r["variant"], r["ft_seed"])) in ref]
+    if not pairs:
+        return "No fine-tune here is in the three-seed table's rows, so none could be checked against them."
+    same = sum(a == b for a, b in pairs)
+    worst = max(abs(a - b) for a, b in pairs)
+    return (f"Re-run check: {same} of {len(pairs)} fine-tunes give exactly the test accuracy of the same fine-tune "
+            f"in `{FAIR_ROWS.name}` (largest difference {100 * worst:.2f} points).")
 
 
 def plot(rows: list[dict], order: list[str], path: Path) -> None:
@@ -222,8 +259,8 @@ def plot(rows: list[dict], order: list[str], path: Path) -> None:
     plt.close(fig)
 
 
-def per_seed_means(rows: list[dict], variant: str) -> dict[int, float]:
-    return {k: float(np.mean(a)) for k, a in per_seed(rows, variant).items()}
+def per_seed_means(rows: list[dict], variant: str, key: str = "acc") -> dict[int, float]:
+    return {k: float(np.mean(a)) for k, a in per_seed(rows, variant, key).items()}
 
 
 def main(argv=None):
@@ -232,6 +269,8 @@ def main(argv=None):
     ap.add_argument("--epochs", type=int, default=30, help="dense epochs, when a dense model must be trained")
     ap.add_argument("--seeds", default="0", help="training seeds (their cifar10_sac.py runs)")
     ap.add_argument("--ft-seeds", default="0,1,2")
+    ap.add_argument("--unseen", type=int, default=0,
+                    help="also score every fine-tune on this many training images that no row, search or choice saw")
     ap.add_argument("--variants", default="all-fade,all-fade-noz,all-noalign",
                     help="sac runs (cifar10_sac.py variants); ablations are compared with the rows they ablate, "
                          "the others with (b), (c) and the first of them")
