@@ -93,6 +93,9 @@ def run(args, seeds: list[int]) -> None:
     torch.set_num_threads(args.threads)
     dev = None if args.device == "cpu" else torch.device(args.device)
     done = {(r["arch"], r["seed"], r["variant"], r["ft_seed"]) for r in read_rows(args.rows)}
+    if args.unseen and any("acc_unseen" not in r for r in read_rows(args.rows)):
+        sys.exit(f"--unseen: {args.rows} holds fine-tunes without unseen scores, which a re-run would skip; "
+                 "give --unseen a rows file of its own")
     variants = [*BASELINES, *args.variants.split(",")]
     todo = [(t, seed, v) for t in args.ft_seeds for seed in seeds for v in variants
             if (args.arch, seed, v, t) not in done]
