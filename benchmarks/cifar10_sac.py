@@ -130,15 +130,23 @@ def main(argv=None):
     render(args)
 
 
-def data(args, seed: int, dev):
-    shared = shared_data()
-    train = load_npz_folder(shared / "cifar10", "train", normalize="cifar10")
-    test = load_npz_folder(shared / "cifar10", "test", normalize="cifar10")
+def training_split(args):
+    """``(rest, reward, order)``: the training images outside the reward split, the reward split, and
+    the order of ``rest`` whose first ``--train-images`` entries are the images every row trains on."""
+    train = load_npz_folder(shared_data() / "cifar10", "train", normalize="cifar10")
     if args.smoke:
-        train, test = train.subset(np.arange(1200)), test.subset(np.arange(300))
+        train = train.subset(np.arange(1200))
     rest, reward = reward_split(train, args.n_reward if not args.smoke else 200, seed=0)
+    return rest, reward, np.random.default_rng(0).permutation(len(rest))
+
+
+def data(args, seed: int, dev):
+    rest, reward, order = training_split(args)
     if args.train_images and args.train_images < len(rest):
-        rest = rest.subset(np.sort(np.random.default_rng(0).permutation(len(rest))[:args.train_images]))
+        rest = rest.subset(np.sort(order[:args.train_images]))
+    test = load_npz_folder(shared_data() / "cifar10", "test", normalize="cifar10")
+    if args.smoke:
+        test = test.subset(np.arange(300))
     return rest, reward, train_loader(rest, seed, dev), test.loader(1000, device=dev)
 
 
@@ -146,9 +154,8 @@ def unseen(args, n: int, dev):
     """A loader over ``n`` training images that no row trains on and no search scores on: the images
     ``data`` leaves out of the ``--train-images`` subset, never in the reward split. No row, search or
     choice between variants has seen them, unlike the test split, which every table reports."""
-    train = load_npz_folder(shared_data() / "cifar10", "train", normalize="cifar10")
-    rest, _ = reward_split(train, args.n_reward, seed=0)
-    left = np.random.default_rng(0).permutation(len(rest))[args.train_images or len(rest):]  # data()'s complement
+    rest, _, order = training_split(args)
+    left = order[args.train_images or len(rest):]
     if not 0 < n <= len(left):
         sys.exit(f"--unseen {n}: only {len(left)} training images are left out of the --train-images "
                  f"{args.train_images} subset and the reward split")
